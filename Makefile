@@ -1,0 +1,57 @@
+# Master Control — the commands a user needs. `make run` and `make test` set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+VAR    := var
+DAEMON_ARGS := --config-dir examples/configs --db-path $(VAR)/state.db \
+               --socket-path $(VAR)/mastercontrol.sock --log-dir $(VAR)/log
+CTL    := $(BIN)/mastercontrol-ctl $(DAEMON_ARGS)
+
+.PHONY: install run start stop restart status logs test lint validate clean bench \
+        setup setup-local deploy deploy-client deploy-dry-run deploy-sync
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p $(VAR)/log
+	$(BIN)/mastercontrold $(DAEMON_ARGS)
+
+start: $(STAMP)
+	@mkdir -p $(VAR)/log
+	$(CTL) up --detach
+
+stop: $(STAMP)
+	$(CTL) down
+
+restart: stop start
+
+status: $(STAMP)
+	$(CTL) list
+
+logs: $(STAMP)
+	@tail -n 50 $(VAR)/log/mastercontrold.log
+
+validate: $(STAMP)
+	$(CTL) validate
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check mastercontrol tests examples bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(VAR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

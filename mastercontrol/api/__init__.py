@@ -1,0 +1,1 @@
+"""HTTP APIs (Bottle apps served by Waitress), run as supervised internal children."""

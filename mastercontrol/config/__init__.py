@@ -1,0 +1,1 @@
+"""Workload, daemon and inventory configuration: the settings table, loading and validation."""

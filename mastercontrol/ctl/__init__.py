@@ -1,0 +1,1 @@
+"""mastercontrol-ctl: the command-line client of the master's IPC socket."""

@@ -1,0 +1,1 @@
+"""Fleet deploys: Fabric tasks and the rolling, health-gated rollout."""

@@ -1,0 +1,1 @@
+"""Durable state in sqlite3: the one door to the database file."""
