@@ -63,6 +63,13 @@ class _Fields:
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     sections: dict[str, _Fields] = field(default_factory=dict)
+    misspelt: set[str] = field(default_factory=set)  # settings an unknown key probably meant
+
+    def missing(self, name: str, problems: list[Problem], why: str = "") -> None:
+        # A key reported as a likely misspelling of `name` already tells the user; no echo.
+        if name not in self.misspelt:
+            message = "missing required field" + (f" {why}" if why else "")
+            problems.append(Problem(self.node.first_line, self.label(name), message))
 
     def has(self, name: str) -> bool:
         return name in self.lines
@@ -90,6 +97,7 @@ def _apply_table(
         if setting is None:
             close = difflib.get_close_matches(entry.key, list(settings), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            fields.misspelt.update(close)
             problems.append(Problem(entry.key_line, label, f"unknown field{hint}"))
             continue
         value_node = entry.value
@@ -116,7 +124,7 @@ def _apply_table(
         fields.values[entry.key] = value
     for setting in table:
         if setting.required and setting.name not in fields.lines:
-            problems.append(Problem(node.first_line, fields.label(setting.name), "missing"))
+            fields.missing(setting.name, problems)
     return fields
 
 
@@ -152,7 +160,7 @@ def _read(path: Path) -> tuple[str | None, list[Problem], str | None]:
 
 def _check_workload(f: _Fields, problems: list[Problem]) -> RunMode | None:
     """Cross-field rules; returns the effective run mode (None if type/run_mode are invalid)."""
-    v, first = f.values, f.node.first_line
+    v = f.values
     mode: RunMode | None = v.get("run_mode")
     if mode is None and not f.has("run_mode") and "type" in v:
         mode = DEFAULT_RUN_MODE[WorkloadType(v["type"])]
@@ -160,7 +168,7 @@ def _check_workload(f: _Fields, problems: list[Problem]) -> RunMode | None:
     if has_module and has_command:
         problems.append(Problem(f.lines["command"], "command", "give module or command, not both"))
     elif not has_module and not has_command:
-        problems.append(Problem(first, "module", "missing (or give command: to run a program)"))
+        f.missing("module", problems, "(or give command: to run a program)")
     if has_command and f.has("entry_point"):
         msg = "only used with module, not with command"
         problems.append(Problem(f.lines["entry_point"], "entry_point", msg))
@@ -172,7 +180,7 @@ def _check_workload(f: _Fields, problems: list[Problem]) -> RunMode | None:
             msg = f"only used with run_mode {needs} (run_mode is {mode})"
             problems.append(Problem(f.lines[name], name, msg))
         elif not f.has(name) and mode is needs:
-            problems.append(Problem(first, name, f"missing (required for run_mode {needs})"))
+            f.missing(name, problems, f"for run_mode {needs}")
     if f.has("catch_up") and mode is not RunMode.SCHEDULE:
         msg = f"only used with run_mode schedule (run_mode is {mode})"
         problems.append(Problem(f.lines["catch_up"], "catch_up", msg))
@@ -236,8 +244,7 @@ def _check_daemon(f: _Fields, problems: list[Problem]) -> None:
             problems.append(Problem(sec.lines.get(host_key, sec.node.first_line),
                                     sec.label("api_token"), msg))  # fmt: skip
     if fleet is not None and fleet.values.get("enabled") and not fleet.has("central_api_url"):
-        msg = "missing (required when fleet.enabled is true)"
-        problems.append(Problem(fleet.node.first_line, "fleet.central_api_url", msg))
+        fleet.missing("central_api_url", problems, "when fleet.enabled is true")
     if central is not None:
         stale = central.values.get("stale_after_seconds", CentralSettings.stale_after_seconds)
         offline = central.values.get("offline_after_seconds", CentralSettings.offline_after_seconds)

@@ -96,7 +96,9 @@ class WorkloadConfig:
     def comparable(self) -> tuple[Any, ...]:
         """Every field that changes what runs; the source location does not."""
         return tuple(
-            getattr(self, f) for f in self.__dataclass_fields__ if f not in ("source", "source_line")
+            getattr(self, f)
+            for f in self.__dataclass_fields__
+            if f not in ("source", "source_line")
         )
 
 

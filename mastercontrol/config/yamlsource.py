@@ -115,7 +115,7 @@ def coercion_note(node: Scalar) -> str | None:
         elif text.lstrip("+-").startswith("0"):
             made += " (octal or hex)"
     elif isinstance(value, float):
-        made = f"the number {value!r}"
+        made = "a number, not text" if repr(value) == text else f"the number {value!r}"
     elif isinstance(value, datetime.date):
         made = "a date"
     elif value is None:
@@ -156,6 +156,11 @@ def parse(text: str) -> tuple[Node | None, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 0)
         what = exc.problem or exc.context or "unreadable"
+        if exc.problem and exc.context and exc.problem.startswith("but "):
+            what = f"{exc.context} {exc.problem}"  # "expected a single document ... but found"
+        elif exc.problem and exc.context:  # e.g. "while parsing a flow sequence" + its start
+            where = f" started at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            what = f"{exc.problem} ({exc.context}{where})"
         return None, [Problem(line, "", f"YAML syntax error: {what}", column)]
     except yaml.YAMLError as exc:  # e.g. a reader error on a control character
         return None, [Problem(1, "", f"YAML error: {exc}".replace("\n", " "))]
