@@ -49,6 +49,7 @@ class DaemonLocked(MasterControlError):
 class IPCError(MasterControlError):
     """An IPC request failed; carries the stable error code the master sent."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, details: object = None) -> None:
         super().__init__(message)
         self.code = code
+        self.details = details

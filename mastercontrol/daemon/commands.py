@@ -1,0 +1,116 @@
+"""The IPC command table: the one narrow interface through which the CLI and the API children
+reach the master.
+
+Only names in `Commands.TABLE` can be called; each handler checks its arguments and raises
+IPCError with a stable code for anything wrong. Handlers run inside the master loop and must
+not block (reading the tail of a log file is the one bounded exception). Imports the stdlib and
+the package's own modules only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mastercontrol.daemon.logfile import read_tail
+from mastercontrol.daemon.views import workload_view
+from mastercontrol.errors import IPCError
+
+if TYPE_CHECKING:
+    from mastercontrol.daemon.loop import MasterLoop
+
+MAX_LOG_LINES = 10000
+
+
+def _name(args: dict[str, Any]) -> str:
+    name = args.get("name")
+    if not isinstance(name, str) or not name:
+        raise IPCError("bad_request", "this command needs a string argument 'name'")
+    return name
+
+
+def _int(args: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise IPCError("bad_request", f"'{key}' must be an integer from {lo} to {hi}")
+    return value
+
+
+class Commands:
+    """Dispatches `cmd` names to handler methods; nothing outside TABLE is reachable."""
+
+    TABLE = (
+        "ping",
+        "list",
+        "status",
+        "start",
+        "stop",
+        "restart",
+        "reload",
+        "down",
+        "logs",
+    )
+
+    def __init__(self, loop: MasterLoop) -> None:
+        self.loop = loop
+
+    def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd not in self.TABLE:
+            raise IPCError(
+                "unknown_command", f"unknown command {cmd!r}; known: {', '.join(self.TABLE)}"
+            )
+        handler = getattr(self, f"cmd_{cmd}")
+        return handler(args)
+
+    def _views(self) -> list[dict[str, Any]]:
+        sup = self.loop.supervisor
+        now_mono, now_wall = self.loop.clock.monotonic(), self.loop.clock.wall()
+        return [workload_view(sup.workloads[n], now_mono, now_wall) for n in sorted(sup.workloads)]
+
+    def cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.daemon_view()
+
+    def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        tag = args.get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise IPCError("bad_request", "'tag' must be a string")
+        views = self._views()
+        if tag:
+            views = [v for v in views if tag in v["tags"]]
+        return {"daemon": self.loop.daemon_view(), "workloads": views}
+
+    def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _name(args)
+        sup = self.loop.supervisor
+        w = sup.get(name)
+        view = workload_view(w, self.loop.clock.monotonic(), self.loop.clock.wall())
+        view["recent_runs"] = [r.to_dict() for r in sup.store.recent_runs(name, limit=10)]
+        view["log_path"] = str(self.loop.log_dir / f"{name}.log")
+        log = sup.logs.get(name)
+        view["log_dropped_bytes"] = log.dropped_bytes if log is not None else 0
+        return view
+
+    def cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.supervisor.start(_name(args))
+
+    def cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.supervisor.stop(_name(args))
+
+    def cmd_restart(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.supervisor.restart(_name(args))
+
+    def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        dry_run = args.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise IPCError("bad_request", "'dry_run' must be true or false")
+        return self.loop.reload(dry_run)
+
+    def cmd_down(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.loop.begin_shutdown()
+        return {"pid": self.loop.daemon_view()["pid"], "stopping": True}
+
+    def cmd_logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _name(args)
+        self.loop.supervisor.get(name)
+        lines = _int(args, "lines", 50, 0, MAX_LOG_LINES)
+        path = self.loop.log_dir / f"{name}.log"
+        return {"name": name, "path": str(path), "lines": read_tail(path, lines)}

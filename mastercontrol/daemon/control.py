@@ -1,0 +1,214 @@
+"""The master's IPC channel: newline-delimited JSON over a Unix stream socket.
+
+Owns the listening socket, its connections and their buffers — nothing else. Every socket is
+non-blocking and every buffer is capped, so a client that stalls, sends garbage or never reads
+its replies cannot block the loop or grow the master's memory. Each request line is decoded here
+and handed to one `dispatch(cmd, args) -> result` callable (the master's narrow interface); the
+reply is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message"}}`.
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mastercontrol.errors import IPCError
+
+log = logging.getLogger("mastercontrol.control")
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one request line (config uploads are the largest)
+MAX_REPLY_BACKLOG = 16 * 1024 * 1024  # unread replies before a client is dropped
+MAX_CONNECTIONS = 64
+IDLE_TIMEOUT = 300.0  # seconds a connection may sit with a half-sent request
+
+Dispatch = Callable[[str, dict[str, Any]], Any]
+
+
+@dataclass
+class Connection:
+    sock: socket.socket
+    last_active: float
+    inbuf: bytearray = field(default_factory=bytearray)
+    outbuf: bytearray = field(default_factory=bytearray)
+    closing: bool = False  # close once outbuf is sent
+
+
+def encode_reply(result: Any = None, error: IPCError | None = None) -> bytes:
+    if error is not None:
+        err: dict[str, Any] = {"code": error.code, "message": str(error)}
+        if error.details is not None:
+            err["details"] = error.details
+        body: dict[str, Any] = {"ok": False, "error": err}
+    else:
+        body = {"ok": True, "result": result}
+    return json.dumps(body, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """Decode one request line; IPCError('bad_request') for anything malformed."""
+    try:
+        req = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IPCError("bad_json", f"request is not valid JSON: {exc}") from None
+    if not isinstance(req, dict):
+        raise IPCError("bad_request", "request must be a JSON object")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise IPCError("bad_request", "request needs a string field 'cmd'")
+    args = req.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise IPCError("bad_request", "'args' must be a JSON object")
+    return cmd, args
+
+
+class ControlServer:
+    """Listening socket plus connections; the loop selects on `read_fds()`/`write_fds()`."""
+
+    def __init__(self, path: Path, dispatch: Dispatch, group: str | None = None) -> None:
+        self.path = path
+        self.dispatch = dispatch
+        self.conns: dict[int, Connection] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket() or path.exists():
+            # Only a dead daemon's socket can be here: the caller holds the daemon lock.
+            path.unlink()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.setblocking(False)
+        old_umask = os.umask(0o177)
+        try:
+            self.listener.bind(os.fspath(path))
+        finally:
+            os.umask(old_umask)
+        if group:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            os.chmod(path, 0o660)
+        else:
+            os.chmod(path, 0o600)
+        self.listener.listen(32)
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def read_fds(self) -> list[int]:
+        return [self.listener.fileno(), *(fd for fd, c in self.conns.items() if not c.closing)]
+
+    def write_fds(self) -> list[int]:
+        return [fd for fd, c in self.conns.items() if c.outbuf]
+
+    def own_fds(self) -> list[int]:
+        """Every fd this server holds (children close them)."""
+        return [self.listener.fileno(), *self.conns]
+
+    def accept(self, now: float) -> None:
+        for _ in range(16):  # bounded: a connect storm cannot starve the loop
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log and try on the next wake
+                log.warning("cannot accept IPC connection: %s", exc)
+                return
+            sock.setblocking(False)
+            conn = Connection(sock, now)
+            if len(self.conns) >= MAX_CONNECTIONS:
+                err = IPCError("busy", f"too many connections (max {MAX_CONNECTIONS})")
+                conn.outbuf += encode_reply(error=err)
+                conn.closing = True
+            self.conns[sock.fileno()] = conn
+
+    def on_readable(self, fd: int, now: float) -> None:
+        conn = self.conns.get(fd)
+        if conn is None:
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(fd)
+            return
+        if not data:
+            self._close(fd)
+            return
+        conn.last_active = now
+        conn.inbuf += data
+        self._handle_lines(conn)
+        if len(conn.inbuf) > MAX_REQUEST_BYTES:
+            err = IPCError("too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes")
+            conn.inbuf.clear()
+            conn.outbuf += encode_reply(error=err)
+            conn.closing = True
+        self._flush(fd)
+
+    def _handle_lines(self, conn: Connection) -> None:
+        while not conn.closing:
+            end = conn.inbuf.find(b"\n")
+            if end < 0:
+                return
+            line = bytes(conn.inbuf[:end])
+            del conn.inbuf[: end + 1]
+            if not line.strip():
+                continue
+            conn.outbuf += self._answer(line)
+
+    def _answer(self, line: bytes) -> bytes:
+        try:
+            cmd, args = parse_request(line)
+            return encode_reply(self.dispatch(cmd, args))
+        except IPCError as exc:
+            return encode_reply(error=exc)
+        except Exception as exc:  # a bug in a handler must not take the master down
+            log.exception("IPC command failed")
+            return encode_reply(error=IPCError("internal", f"internal error: {exc}"))
+
+    def on_writable(self, fd: int) -> None:
+        self._flush(fd)
+
+    def _flush(self, fd: int) -> None:
+        conn = self.conns.get(fd)
+        if conn is None:
+            return
+        if conn.outbuf:
+            try:
+                sent = conn.sock.send(conn.outbuf)
+                del conn.outbuf[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._close(fd)
+                return
+        if len(conn.outbuf) > MAX_REPLY_BACKLOG:
+            log.warning("dropping IPC client that does not read its replies")
+            self._close(fd)
+        elif conn.closing and not conn.outbuf:
+            self._close(fd)
+
+    def expire(self, now: float) -> None:
+        """Drop connections idle for too long with a half-sent request or unread replies."""
+        for fd, conn in list(self.conns.items()):
+            if (conn.inbuf or conn.outbuf) and now - conn.last_active > IDLE_TIMEOUT:
+                self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        conn = self.conns.pop(fd, None)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+
+    def close(self) -> None:
+        for fd in list(self.conns):
+            self._close(fd)
+        self.listener.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()

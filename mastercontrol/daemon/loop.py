@@ -1,0 +1,282 @@
+"""The master loop: one thread, one selector, a fixed order of work per wake.
+
+`MasterLoop.step()` sleeps in the selector until an fd is ready or the nearest timer is due —
+there is no polling interval — and then works in a fixed order: signals -> reap -> child output
+-> IPC -> timers. Event sources: the signal wakeup pipe (SIGCHLD included), the IPC listening
+socket and its connections, each child's output pipe, and the TimerHeap. All workload state is
+the Supervisor's; IPC requests reach it only through `dispatch`. Imports the stdlib and the
+package's own modules only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from mastercontrol import __version__
+from mastercontrol.config.load import load_config_dir
+from mastercontrol.config.model import ConfigSet, DaemonConfig
+from mastercontrol.daemon.commands import Commands
+from mastercontrol.daemon.control import ControlServer
+from mastercontrol.daemon.signals import SignalPipe
+from mastercontrol.daemon.supervisor import SignalSender, Spawner, Supervisor, killpg
+from mastercontrol.daemon.systemd import Notifier
+from mastercontrol.engine.clock import Clock
+from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.errors import IPCError
+from mastercontrol.store.queries import Store
+
+log = logging.getLogger("mastercontrol.loop")
+
+HOUSEKEEPING_INTERVAL = 30.0  # reap check, IPC idle expiry, history pruning
+
+
+class MasterLoop:
+    def __init__(
+        self,
+        config_dir: Path,
+        socket_path: Path,
+        log_dir: Path,
+        store: Store,
+        clock: Clock,
+        spawner: Spawner,
+        daemon_config: DaemonConfig,
+        notifier: Notifier | None = None,
+        send_signal: SignalSender = killpg,
+        load_config: Callable[[Path], ConfigSet] = load_config_dir,
+    ) -> None:
+        self.config_dir = config_dir
+        self.log_dir = log_dir
+        self.clock = clock
+        self.daemon_config = daemon_config
+        self.notifier = notifier or Notifier.from_environ({})
+        self.load_config = load_config
+        self.timers = TimerHeap()
+        self.signals = SignalPipe()
+        self.selector = selectors.DefaultSelector()
+        self.supervisor = Supervisor(
+            store, clock, self.timers, log_dir, spawner, send_signal, self.master_fds
+        )
+        self.commands = Commands(self)
+        self.control = ControlServer(
+            socket_path, self.commands.dispatch, daemon_config.daemon.socket_group
+        )
+        self.started_mono = clock.monotonic()
+        self.started_wall = clock.wall()
+        self.done = False
+        self.exit_deadline: float | None = None
+        self.config_problems: list[str] = []
+        self._registered: dict[int, str] = {}  # fd -> "signal" | "listener" | "conn" | "pipe"
+        self._conn_write: set[int] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def master_fds(self) -> Iterable[int]:
+        """Every fd the master holds that a child must not keep (children close them all)."""
+        yield from self.signals.fds()
+        yield from self.control.own_fds()
+        yield from self.supervisor.pipes
+        try:
+            yield self.selector.fileno()  # type: ignore[attr-defined]
+        except (AttributeError, ValueError):
+            pass
+
+    def start(self, configs: ConfigSet) -> None:
+        """Install signal handlers, adopt the config and start the workloads."""
+        self.signals.install()
+        self.config_problems = list(configs.problems)
+        for problem in configs.problems:
+            log.error("config: %s", problem)
+        self.supervisor.boot(dict(configs.workloads))
+        self.timers.schedule(("housekeeping", ""), self.clock.monotonic() + HOUSEKEEPING_INTERVAL)
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
+        self.notifier.ready(self.status_line())
+        log.info(
+            "mastercontrold %s ready: %d workloads, pid %d",
+            __version__,
+            len(self.supervisor.workloads),
+            os.getpid(),
+        )
+
+    def run(self, configs: ConfigSet) -> None:
+        self.start(configs)
+        try:
+            while not self.done:
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.supervisor.kill_all()
+        self.supervisor.close_logs()
+        self.control.close()
+        self.selector.close()
+        self.signals.uninstall()
+        self.signals.close()
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, max_wait: float | None = None) -> None:
+        """Wait for the next event or deadline, then handle everything that is ready."""
+        self._sync_registrations()
+        timeout = self.timers.timeout(self.clock.monotonic())
+        if max_wait is not None:
+            timeout = max_wait if timeout is None else min(timeout, max_wait)
+        ready = self.selector.select(timeout)
+        kinds = {key.fd: key.data for key, _ in ready}
+        events = {key.fd: ev for key, ev in ready}
+
+        reap = False
+        for signum in self.signals.drain():
+            reap |= self._on_signal(signum)
+        if reap:
+            self.supervisor.reap()
+        now = self.clock.monotonic()
+        for fd, kind in kinds.items():
+            if kind == "pipe":
+                self.supervisor.on_pipe_readable(fd)
+            elif kind == "listener":
+                self.control.accept(now)
+            elif kind == "conn":
+                if events[fd] & selectors.EVENT_READ:
+                    self.control.on_readable(fd, now)
+                if events[fd] & selectors.EVENT_WRITE:
+                    self.control.on_writable(fd)
+        for key in self.timers.pop_due(self.clock.monotonic()):
+            self._on_timer(key)
+        if self.supervisor.shutting_down:
+            self._check_shutdown_done()
+
+    def _sync_registrations(self) -> None:
+        """Make the selector watch exactly the fds that exist now (cheap set arithmetic)."""
+        want: dict[int, str] = {self.signals.read_fd: "signal", self.control.fileno(): "listener"}
+        for fd, conn in self.control.conns.items():
+            if not conn.closing or conn.outbuf:
+                want[fd] = "conn"
+        for fd in self.supervisor.pipes:
+            want[fd] = "pipe"
+        for fd in set(self._registered) - set(want):
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            del self._registered[fd]
+            self._conn_write.discard(fd)
+        writable = set(self.control.write_fds())
+        for fd, kind in want.items():
+            events = selectors.EVENT_READ
+            if kind == "conn" and fd in writable:
+                events |= selectors.EVENT_WRITE
+            if fd not in self._registered:
+                self.selector.register(fd, events, kind)
+                self._registered[fd] = kind
+            elif kind == "conn" and (fd in self._conn_write) != (fd in writable):
+                self.selector.modify(fd, events, kind)
+            if kind == "conn":
+                if fd in writable:
+                    self._conn_write.add(fd)
+                else:
+                    self._conn_write.discard(fd)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_signal(self, signum: int) -> bool:
+        """Act on one signal; True when children may have exited."""
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.begin_shutdown()
+        elif signum == signal.SIGHUP:
+            log.info("received SIGHUP, reloading")
+            try:
+                self.reload(dry_run=False)
+            except IPCError as exc:
+                log.error("reload rejected: %s", exc)
+        return signum == signal.SIGCHLD
+
+    def _on_timer(self, key: tuple[str, str]) -> None:
+        kind = key[0]
+        if kind == "housekeeping":
+            now = self.clock.monotonic()
+            self.supervisor.reap()  # a lost SIGCHLD can delay an exit, never hide it
+            self.control.expire(now)
+            self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
+        elif kind == "watchdog":
+            self.notifier.watchdog()
+            interval = self.notifier.watchdog_interval()
+            if interval:
+                self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
+        elif kind == "shutdown":
+            log.warning("shutdown deadline reached, killing what is left")
+            self.supervisor.kill_all()
+            self.done = True
+        else:
+            self.supervisor.on_timer(key)
+
+    # ------------------------------------------------------------------ operations
+
+    def reload(self, dry_run: bool) -> dict[str, Any]:
+        """Load the config dir again and apply the difference; reject it whole if invalid."""
+        configs = self.load_config(self.config_dir)
+        if configs.problems:
+            raise IPCError(
+                "invalid_config",
+                "config rejected, nothing changed:\n" + "\n".join(configs.problems),
+                details={"problems": configs.problems},
+            )
+        if dry_run:
+            return {"dry_run": True, "plan": self.supervisor.plan(configs.workloads).to_dict()}
+        self.notifier.reloading()
+        plan = self.supervisor.apply(dict(configs.workloads))
+        self.config_problems = []
+        self.notifier.ready(self.status_line())
+        log.info(
+            "reload: added %s, removed %s, changed %s, unchanged %d",
+            list(plan.add),
+            list(plan.remove),
+            list(plan.change),
+            len(plan.unchanged),
+        )
+        return {"dry_run": False, "plan": plan.to_dict()}
+
+    def begin_shutdown(self) -> None:
+        if self.supervisor.shutting_down:
+            return
+        self.notifier.stopping()
+        self.supervisor.shutdown()
+        limit = self.daemon_config.daemon.shutdown_timeout
+        self.timers.schedule(("shutdown", ""), self.clock.monotonic() + limit)
+        self._check_shutdown_done()
+
+    def _check_shutdown_done(self) -> None:
+        if self.supervisor.active_count() == 0:
+            self.done = True
+
+    def status_line(self) -> str:
+        counts: dict[str, int] = {}
+        for w in self.supervisor.workloads.values():
+            counts[w.state.value] = counts.get(w.state.value, 0) + 1
+        parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        return f"{len(self.supervisor.workloads)} workloads" + (f": {parts}" if parts else "")
+
+    def daemon_view(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_wall,
+            "uptime_seconds": round(self.clock.monotonic() - self.started_mono, 3),
+            "config_dir": str(self.config_dir),
+            "log_dir": str(self.log_dir),
+            "workloads": len(self.supervisor.workloads),
+            "status": self.status_line(),
+            "config_problems": self.config_problems,
+            "shutting_down": self.supervisor.shutting_down,
+            "time": time.time(),
+        }

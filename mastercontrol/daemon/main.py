@@ -1,0 +1,143 @@
+"""mastercontrold: the daemon's entry point — options, paths, logging, lock, then the loop.
+
+Runs in the foreground (systemd style). SIGTERM/SIGINT stop it gracefully, SIGHUP reloads the
+config. Exit codes: 0 after a clean stop, 75 when another daemon holds the lock, 78 for an
+unusable configuration or paths, 70 for an internal error. Imports the stdlib and the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+from mastercontrol import __version__
+from mastercontrol.config.load import load_config_dir
+from mastercontrol.config.paths import Paths, resolve_paths
+from mastercontrol.daemon.lock import DaemonLock
+from mastercontrol.daemon.loop import MasterLoop
+from mastercontrol.daemon.spawn import spawn
+from mastercontrol.daemon.systemd import Notifier
+from mastercontrol.engine.clock import SystemClock
+from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError
+from mastercontrol.store.db import open_store
+
+log = logging.getLogger("mastercontrol")
+
+DAEMON_LOG = "mastercontrold.log"
+
+
+def add_path_options(parser: argparse.ArgumentParser) -> None:
+    """The four path options shared by mastercontrold and mastercontrol-ctl."""
+    parser.add_argument("--config-dir", metavar="DIR", help="workload YAML files and daemon.yaml")
+    parser.add_argument("--db-path", metavar="FILE", help="the sqlite state database")
+    parser.add_argument("--socket-path", metavar="FILE", help="the IPC Unix socket")
+    parser.add_argument("--log-dir", metavar="DIR", help="workload logs and mastercontrold.log")
+
+
+def paths_from_args(args: argparse.Namespace) -> Paths:
+    return resolve_paths(
+        config_dir=args.config_dir,
+        db_path=args.db_path,
+        socket_path=args.socket_path,
+        log_dir=args.log_dir,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mastercontrold",
+        description="Master Control daemon: supervises the workloads of this device.",
+        epilog="Environment: MCTL_CONFIG_DIR, MCTL_DB_PATH, MCTL_SOCKET_PATH, MCTL_LOG_DIR.",
+    )
+    add_path_options(parser)
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="daemon log verbosity"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def setup_logging(log_dir: Path, level: str, max_bytes: int, backups: int) -> None:
+    root = logging.getLogger("mastercontrol")
+    root.setLevel(getattr(logging, level.upper()))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    root.addHandler(stderr)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_dir / DAEMON_LOG, maxBytes=max_bytes, backupCount=backups, delay=True
+        )
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    except OSError as exc:
+        root.warning("cannot write %s: %s (logging to stderr only)", log_dir / DAEMON_LOG, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    paths = paths_from_args(args)
+    if not paths.config_dir.is_dir():
+        print(f"mastercontrold: config dir {paths.config_dir} does not exist", file=sys.stderr)
+        return EX_CONFIG
+    configs = load_config_dir(paths.config_dir)
+    settings = configs.daemon.daemon
+    setup_logging(
+        paths.log_dir, args.log_level or settings.log_level, settings.log_max_bytes, settings.log_backups
+    )
+    notifier = Notifier.from_environ()  # also strips NOTIFY_SOCKET & co. from what children see
+    lock = DaemonLock(paths.socket_path)
+    try:
+        lock.acquire()
+    except DaemonLocked as exc:
+        log.error("%s", exc)
+        return EX_TEMPFAIL
+    except OSError as exc:
+        log.error("cannot create %s: %s", paths.socket_path.parent, exc)
+        return EX_CONFIG
+    try:
+        clock = SystemClock()
+        try:
+            store, note = open_store(paths.db_path, clock.wall())
+        except (StoreError, OSError) as exc:
+            log.error("cannot open state database %s: %s", paths.db_path, exc)
+            return EX_CONFIG
+        if note:
+            log.error("%s", note)
+        loop = MasterLoop(
+            config_dir=paths.config_dir,
+            socket_path=paths.socket_path,
+            log_dir=paths.log_dir,
+            store=store,
+            clock=clock,
+            spawner=spawn,
+            daemon_config=configs.daemon,
+            notifier=notifier,
+        )
+        log.info(
+            "config %s, state %s, socket %s, logs %s",
+            paths.config_dir,
+            paths.db_path,
+            paths.socket_path,
+            paths.log_dir,
+        )
+        try:
+            loop.run(configs)
+        finally:
+            store.close()
+        log.info("mastercontrold stopped")
+        return 0
+    except Exception:
+        log.exception("mastercontrold failed")
+        return EX_SOFTWARE
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""Workload lifecycle: the one owner of every workload's state, child, timers and history.
+
+The Supervisor decides what happens on each event the loop hands it — a start/stop/restart
+request, a timer, a child's exit — applies the transition through `next_state`, records it in
+the store and only then acts (spawn, signal). It never selects, sleeps or reads sockets: the loop
+(`mastercontrol.daemon.loop`) does, and the spawner and clock are injected so scripted histories
+can drive it in tests. Imports the stdlib and the package's own modules only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from mastercontrol.config.model import RunMode, WorkloadConfig
+from mastercontrol.daemon.logfile import LogWriter
+from mastercontrol.daemon.spawn import ChildSpec
+from mastercontrol.daemon.workload import Workload
+from mastercontrol.engine.backoff import Backoff
+from mastercontrol.engine.clock import Clock
+from mastercontrol.engine.exitstatus import decode
+from mastercontrol.engine.planner import ReloadPlan, plan_reload
+from mastercontrol.engine.schedule import TickPlanner, wall_to_monotonic_deadline
+from mastercontrol.engine.states import ACTIVE, ProcState, Trigger, next_state
+from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.errors import IPCError
+from mastercontrol.store.queries import Store
+
+log = logging.getLogger("mastercontrol.supervisor")
+
+S = ProcState
+T = Trigger
+
+
+class Child(Protocol):
+    """What the supervisor needs of a spawned child (SpawnedChild, or a fake in tests)."""
+
+    pid: int
+    log_fd: int | None
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+
+Spawner = Callable[[ChildSpec, Iterable[int]], Child]
+SignalSender = Callable[[int, int], None]  # (pgid, signum)
+
+
+def killpg(pgid: int, signum: int) -> None:
+    """Signal a whole process group; a group that is already gone is not an error."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:  # pid reused by someone else's process: leave it alone
+        log.warning("cannot signal process group %d: %s", pgid, exc)
+
+
+class Supervisor:
+    """Owns every Workload. The loop calls: boot, reap, on_timer, commands, shutdown."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        timers: TimerHeap,
+        log_dir: Path,
+        spawner: Spawner,
+        send_signal: SignalSender = killpg,
+        master_fds: Callable[[], Iterable[int]] = lambda: (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timers = timers
+        self.log_dir = log_dir
+        self.spawner = spawner
+        self.send_signal = send_signal
+        self.master_fds = master_fds
+        self.workloads: dict[str, Workload] = {}
+        self.logs: dict[str, LogWriter] = {}
+        self.pipes: dict[int, LogWriter] = {}  # child output fd -> its workload's log
+        self.shutting_down = False
+
+    # ------------------------------------------------------------------ boot and config
+
+    def boot(self, configs: dict[str, WorkloadConfig]) -> None:
+        """Take over after a (re)start: close runs a dead daemon left open, start everything."""
+        now = self.clock.wall()
+        for name, run_id in self.store.close_orphan_runs(now):
+            log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
+        rows = self.store.workload_rows()
+        for name in sorted(rows):
+            if name not in configs:
+                self.store.forget_workload(name)
+        for name in sorted(configs):
+            self._add(configs[name])
+
+    def _add(self, cfg: WorkloadConfig) -> Workload:
+        w = Workload(cfg=cfg)
+        self.workloads[cfg.name] = w
+        self.logs[cfg.name] = LogWriter(
+            self.log_dir / f"{cfg.name}.log", cfg.log_max_bytes, cfg.log_backups
+        )
+        w.runs = self.store.runs_started(cfg.name)
+        w.operator_stopped = cfg.name in self.store.operator_stopped_names()
+        self.store.record_transition(cfg.name, None, S.STOPPED, "loaded", self.clock.wall())
+        self._activate(w, catch_up=True)
+        return w
+
+    def _activate(self, w: Workload, catch_up: bool = False) -> None:
+        """Put an idle workload on its run mode's track (boot, reload, operator start of agents)."""
+        cfg = w.cfg
+        if not cfg.enabled or w.operator_stopped or self.shutting_down:
+            return
+        if cfg.run_mode is RunMode.FOREVER:
+            self._launch(w, T.START)
+        elif cfg.run_mode is RunMode.N_TIMES:
+            self._launch(w, T.START)
+        else:
+            self._arm_schedule(w, catch_up=catch_up)
+            if w.state is not S.STARTING and w.state is not S.RUNNING:
+                self._transition(w, T.WAIT_TICK, "waiting for the next tick")
+
+    # ------------------------------------------------------------------ transitions
+
+    def _transition(self, w: Workload, trigger: Trigger, detail: str | None = None) -> None:
+        old = w.state
+        new = next_state(old, trigger)
+        self.store.record_transition(w.name, old, new, trigger, self.clock.wall(), detail, w.pid)
+        w.state = new
+        log.debug("%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" if detail else "")
+
+    # ------------------------------------------------------------------ spawning
+
+    def _launch(self, w: Workload, trigger: Trigger) -> None:
+        """Start one run: count it durably, then fork."""
+        cfg = w.cfg
+        if cfg.run_mode is RunMode.N_TIMES and w.runs >= (cfg.max_runs or 0):
+            if w.state is not S.COMPLETED:
+                self._transition(w, T.ALL_RUNS_DONE, f"{w.runs} of {cfg.max_runs} runs done")
+            return
+        self._transition(w, trigger)  # -> STARTING
+        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
+        # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat an n_times run.
+        w.run_id = self.store.begin_run(w.name, now_wall)
+        w.runs += 1
+        w.stop_reason = None
+        try:
+            child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
+        except OSError as exc:
+            log.error("%s: cannot spawn: %s", w.name, exc)
+            self.store.end_run(w.run_id, now_wall, None, None, "spawn_failed", str(exc))
+            w.run_id = None
+            self._transition(w, T.SPAWN_FAILED, str(exc))
+            self._schedule_retry(w)
+            return
+        w.process, w.pid = child, child.pid
+        w.started_mono, w.started_wall = now_mono, now_wall
+        self.store.set_run_pid(w.run_id, child.pid)
+        if child.log_fd is not None:
+            self.pipes[child.log_fd] = self.logs[w.name]
+        if cfg.timeout:
+            self.timers.schedule(("timeout", w.name), now_mono + cfg.timeout)
+        if cfg.run_mode is RunMode.FOREVER and cfg.start_seconds > 0:
+            self.timers.schedule(("up", w.name), now_mono + cfg.start_seconds)
+        else:
+            # Run-to-completion workloads have no "quick failure": they are up at once.
+            self._transition(w, T.UP)  # STARTING -> RUNNING
+        log.info("%s: started pid %d (run %d)", w.name, child.pid, w.run_id)
+
+    def _schedule_retry(self, w: Workload) -> None:
+        """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
+        cfg = w.cfg
+        policy = Backoff(
+            cfg.restart_delay, cfg.restart_delay_max, cfg.max_retries, cfg.fatal_retry_delay
+        )
+        w.failures += 1
+        if policy.exhausted(w.failures):
+            self._transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
+            w.failures = 0
+            delay = cfg.fatal_retry_delay
+            if delay <= 0:
+                w.retry_wall = None
+                return
+        else:
+            delay = policy.delay(w.failures)
+        w.retry_wall = self.clock.wall() + delay
+        self.timers.schedule(("retry", w.name), self.clock.monotonic() + delay)
+
+    # ------------------------------------------------------------------ schedules
+
+    def _arm_schedule(self, w: Workload, catch_up: bool = False) -> None:
+        cfg = w.cfg
+        assert cfg.schedule is not None
+        if w.planner is None or w.planner.expr != cfg.schedule:
+            last = self.store.get_last_tick(w.name) if catch_up else None
+            w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up.value)
+        now_wall = self.clock.wall()
+        if catch_up:
+            decision = w.planner.due(now_wall)
+            if decision.missed:
+                self.store.record_event(
+                    w.name, "ticks_missed", now_wall, f"{decision.missed} ticks missed while down"
+                )
+            if decision.run:
+                self._tick(w, decision.tick)
+        self._arm_timer(w)
+
+    def _arm_timer(self, w: Workload) -> None:
+        assert w.planner is not None
+        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
+        tick = w.planner.arm(now_wall)
+        w.next_tick_wall = tick
+        self.timers.schedule(("tick", w.name), wall_to_monotonic_deadline(tick, now_wall, now_mono))
+
+    def _on_tick_timer(self, w: Workload) -> None:
+        if w.planner is None or w.operator_stopped or not w.cfg.enabled:
+            return
+        decision = w.planner.due(self.clock.wall())
+        if decision.missed:
+            self.store.record_event(
+                w.name, "ticks_missed", self.clock.wall(), f"{decision.missed} ticks missed"
+            )
+        if decision.run:
+            self._tick(w, decision.tick)
+        self._arm_timer(w)
+
+    def _tick(self, w: Workload, tick: float | None) -> None:
+        now = self.clock.wall()
+        if tick is not None:
+            self.store.set_last_tick(w.name, tick)
+        if w.state in ACTIVE:
+            w.skipped_ticks += 1
+            self.store.record_event(
+                w.name, "tick_skipped", now, f"previous run (pid {w.pid}) still {w.state}"
+            )
+            log.warning("%s: tick skipped, previous run still going", w.name)
+            return
+        trigger = T.TICK if w.state is S.SCHEDULED else T.START
+        if w.state is S.BACKOFF:
+            trigger = T.START
+        self._launch(w, trigger)
+
+    # ------------------------------------------------------------------ timers
+
+    def on_timer(self, key: tuple[str, str]) -> None:
+        kind, name = key
+        w = self.workloads.get(name)
+        if w is None:
+            return
+        if kind == "tick":
+            self._on_tick_timer(w)
+        elif kind == "up" and w.state is S.STARTING:
+            w.failures = 0
+            self._transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # STARTING -> RUNNING
+        elif kind == "retry" and w.state in (S.BACKOFF, S.FATAL):
+            w.retry_wall = None
+            w.restarts += 1
+            self._launch(w, T.RETRY_DUE)  # BACKOFF/FATAL -> STARTING
+        elif kind == "timeout" and w.state in (S.STARTING, S.RUNNING):
+            log.warning("%s: run timed out after %gs", name, w.cfg.timeout or 0)
+            self._stop_process(w, "timeout", then=None)
+        elif kind == "kill" and w.state is S.STOPPING and w.pid is not None:
+            log.warning("%s: did not stop in %gs, sending SIGKILL", name, w.cfg.stop_timeout)
+            self._transition(w, T.STOP_TIMEOUT, "SIGKILL")
+            self.send_signal(w.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ stopping
+
+    def _stop_process(self, w: Workload, reason: str, then: str | None) -> None:
+        """Ask a live child to stop: stop signal to its group now, SIGKILL after stop_timeout."""
+        assert w.pid is not None
+        w.stop_reason, w.then = reason, then
+        self._transition(w, T.STOP, reason)  # STARTING/RUNNING -> STOPPING
+        self.timers.cancel(("up", w.name))
+        self.timers.cancel(("timeout", w.name))
+        signum = signal.Signals[f"SIG{w.cfg.stop_signal}"]
+        self.send_signal(w.pid, signum)
+        if w.cfg.stop_timeout > 0:
+            self.timers.schedule(("kill", w.name), self.clock.monotonic() + w.cfg.stop_timeout)
+        else:
+            self.send_signal(w.pid, signal.SIGKILL)
+
+    def _halt(self, w: Workload, reason: str, then: str | None) -> None:
+        """Stop whatever the workload is doing; `then` says what follows once it is idle."""
+        self.timers.cancel(("retry", w.name))
+        self.timers.cancel(("tick", w.name))
+        w.retry_wall = None
+        w.next_tick_wall = None
+        if w.state is S.STOPPING:
+            w.then = then if then is not None else w.then
+            return
+        if w.state in (S.STARTING, S.RUNNING):
+            self._stop_process(w, reason, then)
+            return
+        if w.state in (S.SCHEDULED, S.BACKOFF, S.EXITED, S.FATAL):
+            self._transition(w, T.STOP, reason)  # -> STOPPED
+        self._after_stop(w, then)
+
+    def _after_stop(self, w: Workload, then: str | None) -> None:
+        w.then = None
+        if then == "start":
+            self._operator_launch(w)
+        elif then == "remove":
+            self._forget(w)
+        elif then == "replace":
+            assert w.pending_cfg is not None
+            w.cfg, w.pending_cfg = w.pending_cfg, None
+            w.planner = None
+            w.failures = 0
+            self._activate(w)
+
+    def _forget(self, w: Workload) -> None:
+        for kind in ("tick", "retry", "up", "timeout", "kill"):
+            self.timers.cancel((kind, w.name))
+        self.workloads.pop(w.name, None)
+        writer = self.logs.pop(w.name, None)
+        if writer is not None and writer not in self.pipes.values():
+            writer.close()
+        self.store.forget_workload(w.name)
+        log.info("%s: removed", w.name)
+
+    # ------------------------------------------------------------------ exits
+
+    def reap(self) -> list[str]:
+        """Check every live child through Process.exitcode; handle each exit. Names reaped."""
+        reaped = []
+        for w in list(self.workloads.values()):
+            if w.process is None:
+                continue
+            code = w.process.exitcode
+            if code is None:
+                continue
+            reaped.append(w.name)
+            self._on_exit(w, code)
+        return reaped
+
+    def _on_exit(self, w: Workload, exitcode: int) -> None:
+        pid = w.pid
+        assert pid is not None
+        status = decode(exitcode, w.stop_reason)
+        now_wall = self.clock.wall()
+        # Anything the run left behind in its process group goes with it.
+        self.send_signal(pid, signal.SIGKILL)
+        if w.run_id is not None:
+            self.store.end_run(
+                w.run_id, now_wall, status.exit_code, status.signal, status.reason, status.text
+            )
+        for kind in ("up", "timeout", "kill"):
+            self.timers.cancel((kind, w.name))
+        w.process, w.run_id = None, None
+        w.last_exit, w.last_exit_wall = status, now_wall
+        lasted = self.clock.monotonic() - (w.started_mono or self.clock.monotonic())
+        level = logging.INFO if status.reason in ("exit", "stopped") else logging.WARNING
+        log.log(level, "%s: pid %d ended after %.1fs: %s", w.name, pid, lasted, status.text)
+        old = w.state
+        self._transition(w, T.EXITED, status.text)
+        w.pid = None
+        if old is S.STOPPING:
+            # STOPPING -> STOPPED; a stop the master chose for a limit follows the run mode.
+            then, reason = w.then, w.stop_reason
+            w.stop_reason = None
+            if then is not None or reason in ("stopped", "shutdown"):
+                self._after_stop(w, then)
+                return
+            self._next_after_run(w, quick=False)
+        elif old is S.STARTING:
+            self._schedule_retry(w)  # STARTING -> BACKOFF: a quick failure
+        else:
+            self._next_after_run(w, quick=False)
+
+    def _next_after_run(self, w: Workload, quick: bool) -> None:
+        """What a run that ended (on its own or by a limit) leads to, by run mode."""
+        if self.shutting_down or w.operator_stopped:
+            return
+        mode = w.cfg.run_mode
+        if mode is RunMode.FOREVER:
+            w.failures = 0
+            w.restarts += 1
+            self._launch(w, T.START)  # EXITED/STOPPED -> STARTING
+        elif mode is RunMode.N_TIMES:
+            self._launch(w, T.START)  # next run, or -> COMPLETED
+        else:
+            self._transition(w, T.WAIT_TICK)  # -> SCHEDULED
+            if ("tick", w.name) not in self.timers and w.planner is not None:
+                self._arm_timer(w)
+
+    # ------------------------------------------------------------------ operator commands
+
+    def get(self, name: str) -> Workload:
+        w = self.workloads.get(name)
+        if w is None:
+            raise IPCError("unknown_workload", f"no such workload: {name}")
+        return w
+
+    def _operator_launch(self, w: Workload) -> None:
+        if w.state is S.COMPLETED:
+            self.store.reset_runs(w.name)  # a new batch of max_runs
+            w.runs = 0
+        w.failures = 0
+        self.timers.cancel(("retry", w.name))
+        w.retry_wall = None
+        if w.cfg.run_mode is RunMode.SCHEDULE:
+            # start = run now, and keep the schedule going
+            if w.planner is None:
+                w.planner = TickPlanner(w.cfg.schedule or "", None, w.cfg.catch_up.value)
+            self._arm_timer(w)
+        self._launch(w, T.START)
+
+    def start(self, name: str) -> dict[str, Any]:
+        w = self.get(name)
+        if self.shutting_down:
+            raise IPCError("shutting_down", "the daemon is shutting down")
+        if w.operator_stopped:
+            w.operator_stopped = False
+            self.store.set_operator_stopped(name, False)
+        if w.state in ACTIVE:
+            if w.state is S.STOPPING:
+                w.then = "start"
+                return {"name": name, "state": w.state, "message": "will start once stopped"}
+            return {"name": name, "state": w.state, "message": "already running"}
+        if not w.cfg.enabled:
+            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
+        self._operator_launch(w)
+        return {"name": name, "state": w.state, "pid": w.pid}
+
+    def stop(self, name: str) -> dict[str, Any]:
+        w = self.get(name)
+        w.operator_stopped = True
+        self.store.set_operator_stopped(name, True)
+        if w.state in (S.STOPPED, S.COMPLETED):
+            return {"name": name, "state": w.state, "message": "not running"}
+        self._halt(w, "stopped", then=None)
+        return {"name": name, "state": w.state}
+
+    def restart(self, name: str) -> dict[str, Any]:
+        w = self.get(name)
+        if self.shutting_down:
+            raise IPCError("shutting_down", "the daemon is shutting down")
+        if not w.cfg.enabled:
+            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
+        if w.operator_stopped:
+            w.operator_stopped = False
+            self.store.set_operator_stopped(name, False)
+        if w.state in ACTIVE:
+            self._halt(w, "stopped", then="start")
+        else:
+            self._operator_launch(w)
+        return {"name": name, "state": w.state, "pid": w.pid}
+
+    # ------------------------------------------------------------------ reload
+
+    def plan(self, desired: dict[str, WorkloadConfig]) -> ReloadPlan:
+        current = {n: (w.pending_cfg or w.cfg) for n, w in self.workloads.items()}
+        return plan_reload(current, desired)
+
+    def apply(self, desired: dict[str, WorkloadConfig]) -> ReloadPlan:
+        """Apply only the difference: unchanged workloads keep running untouched."""
+        plan = self.plan(desired)
+        for name in plan.remove:
+            self._halt(self.workloads[name], "stopped", then="remove")
+        for name in plan.change:
+            w = self.workloads[name]
+            w.pending_cfg = desired[name]
+            log.info("%s: config changed, restarting", name)
+            self._halt(w, "stopped", then="replace")
+        for name in plan.add:
+            log.info("%s: added", name)
+            self._add(desired[name])
+        for name in plan.unchanged:
+            # Keep runtime state; pick up the new file location for messages.
+            self.workloads[name].cfg = desired[name]
+        return plan
+
+    # ------------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> None:
+        """Stop every workload (stop signal, then SIGKILL after its stop_timeout)."""
+        self.shutting_down = True
+        for w in self.workloads.values():
+            for kind in ("tick", "retry"):
+                self.timers.cancel((kind, w.name))
+            if w.state in (S.STARTING, S.RUNNING):
+                self._stop_process(w, "stopped", then="stay")
+            elif w.state is S.STOPPING:
+                w.then = "stay"
+
+    def active_count(self) -> int:
+        return sum(1 for w in self.workloads.values() if w.process is not None)
+
+    def kill_all(self) -> None:
+        for w in self.workloads.values():
+            if w.pid is not None:
+                self.send_signal(w.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ logs
+
+    def on_pipe_readable(self, fd: int) -> None:
+        """Move what a child wrote into its log; EOF closes the pipe."""
+        writer = self.pipes.get(fd)
+        if writer is None:
+            return
+        for _ in range(16):  # bounded per wake, so one chatty child cannot starve the loop
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                writer.flush_partial()
+                del self.pipes[fd]
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                if writer not in self.logs.values() and writer not in self.pipes.values():
+                    writer.close()
+                return
+            writer.feed(data)
+            if len(data) < 65536:
+                return
+
+    def close_logs(self) -> None:
+        for fd in list(self.pipes):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pipes.clear()
+        for writer in self.logs.values():
+            writer.flush_partial()
+            writer.close()

@@ -1,0 +1,48 @@
+"""The runtime record of one supervised workload: its config, state and current child.
+
+Plain data owned by the Supervisor; nothing here acts. Imports only the standard library and
+sibling modules of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mastercontrol.config.model import RunMode, WorkloadConfig
+from mastercontrol.engine.exitstatus import ExitStatus
+from mastercontrol.engine.schedule import TickPlanner
+from mastercontrol.engine.states import ProcState
+
+
+@dataclass
+class Workload:
+    cfg: WorkloadConfig
+    state: ProcState = ProcState.STOPPED
+    pid: int | None = None
+    process: Any = None  # multiprocessing Process of the current run (reaped via .exitcode)
+    run_id: int | None = None
+    runs: int = 0  # runs started in the current generation (n_times counting)
+    started_mono: float | None = None
+    started_wall: float | None = None
+    stop_reason: str | None = None  # why the master asked the current run to stop
+    then: str | None = None  # what follows the stop: start | remove | replace | stay
+    pending_cfg: WorkloadConfig | None = None  # config to apply after a reload stop
+    failures: int = 0  # consecutive quick failures (forever mode backoff)
+    restarts: int = 0  # automatic restarts since the daemon started
+    last_exit: ExitStatus | None = None
+    last_exit_wall: float | None = None
+    retry_wall: float | None = None  # when BACKOFF/FATAL retries, for display
+    planner: TickPlanner | None = None
+    next_tick_wall: float | None = None
+    operator_stopped: bool = False
+    skipped_ticks: int = 0
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def mode(self) -> RunMode:
+        return self.cfg.run_mode
