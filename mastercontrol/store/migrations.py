@@ -1,0 +1,127 @@
+"""The schema of the state database as an ordered, append-only list of migration steps.
+
+`MIGRATIONS[i]` takes a database from `PRAGMA user_version` i to i + 1, in one transaction
+together with the version bump, so a crash mid-migration leaves the previous version intact.
+Never edit or reorder a released step: append a new one. Imports only the standard library and
+`mastercontrol.errors`; `db.transaction` is imported lazily because db imports this module.
+
+Schema (version 1). Times are wall-clock epoch seconds (floats), for display and history only;
+the daemon schedules on its own monotonic clock.
+
+workloads: one row per workload the daemon currently knows (deleted when it leaves the config).
+    name              TEXT PRIMARY KEY
+    state             TEXT NOT NULL   ProcState value, stored verbatim ("RUNNING", ...)
+    pid               INTEGER         pid of the live child, NULL when none
+    operator_stopped  INTEGER 0/1     the operator asked for a stop: survives daemon restarts
+    run_generation    INTEGER         bumped by reset_runs (an operator restarts a COMPLETED
+                                      script); runs.generation refers to it
+    runs_started      INTEGER         runs begun in run_generation: the durable n_times count.
+                                      A counter, not COUNT(runs), so pruning history never
+                                      lets a script run more than max_runs times
+    runs_total        INTEGER         runs begun since the row was created (all generations)
+    last_tick         REAL            wall time of the last cron tick handled (run or skipped)
+    config_digest     TEXT            digest of the workload's config when it was last applied
+    updated_at        REAL NOT NULL   wall time of the last write to the row
+
+runs: one row per run, inserted before the fork (pid NULL until known).
+    id INTEGER PRIMARY KEY, workload TEXT, generation INTEGER, pid INTEGER,
+    started_at REAL NOT NULL, ended_at REAL (NULL while running),
+    exit_code INTEGER, signal INTEGER (number that ended it, or NULL),
+    reason TEXT (exit, signal, timeout, memory, stopped, spawn_failed, daemon_lost, ...),
+    text TEXT (human-readable summary, e.g. "exit status 1", "killed by SIGKILL")
+
+events: state changes and notable non-changes (trigger "tick_skipped"), per workload.
+    id INTEGER PRIMARY KEY, workload TEXT, at REAL, old_state TEXT, new_state TEXT
+    (both NULL for an event without a state change), trigger TEXT NOT NULL, detail TEXT
+
+runs and events deliberately have no foreign key to workloads: history outlives the workload's
+row (forget_workload) and is bounded by Store.prune instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mastercontrol.errors import StoreError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 0 -> 1: initial schema
+    (
+        """
+        CREATE TABLE workloads (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            pid INTEGER,
+            operator_stopped INTEGER NOT NULL DEFAULT 0 CHECK (operator_stopped IN (0, 1)),
+            run_generation INTEGER NOT NULL DEFAULT 0,
+            runs_started INTEGER NOT NULL DEFAULT 0,
+            runs_total INTEGER NOT NULL DEFAULT 0,
+            last_tick REAL,
+            config_digest TEXT,
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            workload TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            pid INTEGER,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit_code INTEGER,
+            signal INTEGER,
+            reason TEXT,
+            text TEXT
+        )
+        """,
+        "CREATE INDEX runs_workload_id ON runs (workload, id)",
+        # close_orphan_runs at every start looks for open runs only.
+        "CREATE INDEX runs_open ON runs (id) WHERE ended_at IS NULL",
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            workload TEXT NOT NULL,
+            at REAL NOT NULL,
+            old_state TEXT,
+            new_state TEXT,
+            trigger TEXT NOT NULL,
+            detail TEXT
+        )
+        """,
+        "CREATE INDEX events_workload_id ON events (workload, id)",
+    ),
+)
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database header (0 for a new file)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, steps: tuple[tuple[str, ...], ...] = MIGRATIONS) -> int:
+    """Apply the steps the database has not seen yet; returns the resulting version.
+
+    Each step and its version bump commit together. A database newer than `steps` raises
+    StoreError (an older mastercontrol must not write a newer schema).
+    """
+    from mastercontrol.store.db import transaction  # db imports this module
+
+    current = user_version(conn)
+    if current > len(steps):
+        raise StoreError(
+            f"state database schema version {current} is newer than this mastercontrol "
+            f"knows ({len(steps)})"
+        )
+    for version in range(current, len(steps)):
+        with transaction(conn):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            if user_version(conn) != version:
+                raise StoreError("state database was migrated by another process meanwhile")
+            for statement in steps[version]:
+                conn.execute(statement)
+            # PRAGMA takes no parameters; the value is an int we computed.
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+    return len(steps)

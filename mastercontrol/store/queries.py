@@ -1,0 +1,377 @@
+"""Store: every question and command the daemon puts to the state database, one method each.
+
+All SQL is parameterised and lives here; rows leave as frozen dataclasses. Each write method
+runs in `transaction()`: on its own it commits by itself, inside the daemon's per-step
+transaction it joins that one (one fsync per loop step). `begin_run` is the exception: it must
+be durable before the fork, so it refuses to run inside an open transaction.
+sqlite3 errors leave every method as StoreError. Only the daemon (single-threaded) writes.
+Imports only the standard library and `mastercontrol.store`/`mastercontrol.errors`; never the
+engine (states are plain strings here, ProcState values fit), daemon or API.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from mastercontrol.errors import StoreError
+from mastercontrol.store.db import transaction
+
+DAEMON_LOST = "daemon_lost"
+TICK_SKIPPED = "tick_skipped"
+# State given to a row created by a write that is not a transition (set_last_tick, ...).
+DEFAULT_STATE = "STOPPED"
+
+
+@dataclass(frozen=True)
+class WorkloadRow:
+    name: str
+    state: str
+    pid: int | None
+    operator_stopped: bool
+    run_generation: int
+    runs_started: int  # runs begun in run_generation (n_times count)
+    runs_total: int  # runs begun since the row was created
+    last_tick: float | None
+    config_digest: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    workload: str
+    generation: int
+    pid: int | None
+    started_at: float
+    ended_at: float | None  # None while the run is going
+    exit_code: int | None
+    signal: int | None
+    reason: str | None
+    text: str | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    workload: str
+    at: float
+    old_state: str | None
+    new_state: str | None
+    trigger: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    workload: str
+    generation: int
+    runs_in_generation: int  # what n_times compares with max_runs
+    runs_total: int
+    restarts: int  # runs in this generation after the first one
+    last_run: RunRow | None  # newest run, possibly still going
+    last_ended: RunRow | None  # newest run that has ended: its exit_code/signal/reason/text
+
+
+_RUN_COLUMNS = (
+    "id, workload, generation, pid, started_at, ended_at, exit_code, signal, reason, text"
+)
+_EVENT_COLUMNS = "id, workload, at, old_state, new_state, trigger, detail"
+_WORKLOAD_COLUMNS = (
+    "name, state, pid, operator_stopped, run_generation, runs_started, runs_total, last_tick, "
+    "config_digest, updated_at"
+)
+
+
+def _run(row: tuple[Any, ...]) -> RunRow:
+    return RunRow(*row)
+
+
+def _event(row: tuple[Any, ...]) -> EventRow:
+    return EventRow(*row)
+
+
+def _workload(row: tuple[Any, ...]) -> WorkloadRow:
+    (name, state, pid, stopped, generation, started, total, tick, digest, updated) = row
+    return WorkloadRow(
+        name, state, pid, bool(stopped), generation, started, total, tick, digest, updated
+    )
+
+
+class Store:
+    """The daemon's handle on the state database (see `open_store` to get one)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._conn = conn
+        # Only for updated_at of writes whose caller passes no time (display only).
+        self._wall_clock = wall_clock
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Group writes into one commit; re-entrant (nested blocks join the outer one)."""
+        return transaction(self._conn)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"state database read failed: {exc}") from exc
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _ensure_row(self, name: str, at: float) -> None:
+        # A workload that comes back after forget_workload continues the generation numbers
+        # of its old runs, so history never mixes two lives of the same name.
+        self._conn.execute(
+            "INSERT INTO workloads (name, state, run_generation, updated_at) "
+            "VALUES (?, ?, (SELECT COALESCE(MAX(generation) + 1, 0) FROM runs "
+            "WHERE workload = ?), ?) ON CONFLICT (name) DO NOTHING",
+            (name, DEFAULT_STATE, name, at),
+        )
+
+    def _touch(self, name: str, sql_set: str, params: tuple[Any, ...], at: float) -> None:
+        """UPDATE workloads SET <sql_set>, updated_at for `name`, creating the row first."""
+        with self.transaction():
+            self._ensure_row(name, at)
+            self._conn.execute(
+                f"UPDATE workloads SET {sql_set}, updated_at = ? WHERE name = ?",
+                (*params, at, name),
+            )
+
+    # -- workload state ----------------------------------------------------------------------
+
+    def record_transition(
+        self,
+        name: str,
+        old: str | None,
+        new: str,
+        trigger: str,
+        at: float,
+        detail: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        """Set the workload's state and pid (None clears it) and append the event, atomically."""
+        with self.transaction():
+            self._ensure_row(name, at)
+            self._conn.execute(
+                "UPDATE workloads SET state = ?, pid = ?, updated_at = ? WHERE name = ?",
+                (new, pid, at, name),
+            )
+            self._insert_event(name, at, old, new, trigger, detail)
+
+    def record_event(self, name: str, trigger: str, at: float, detail: str | None) -> None:
+        """Append an event without a state change (e.g. trigger "tick_skipped")."""
+        with self.transaction():
+            self._insert_event(name, at, None, None, trigger, detail)
+
+    def _insert_event(
+        self,
+        name: str,
+        at: float,
+        old: str | None,
+        new: str | None,
+        trigger: str,
+        detail: str | None,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO events (workload, at, old_state, new_state, trigger, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, at, old, new, trigger, detail),
+        )
+
+    def set_operator_stopped(self, name: str, stopped: bool) -> None:
+        self._touch(name, "operator_stopped = ?", (int(stopped),), self._wall_clock())
+
+    def operator_stopped_names(self) -> set[str]:
+        return {r[0] for r in self._rows("SELECT name FROM workloads WHERE operator_stopped = 1")}
+
+    def get_last_tick(self, name: str) -> float | None:
+        row = self._one("SELECT last_tick FROM workloads WHERE name = ?", (name,))
+        return None if row is None else row[0]
+
+    def set_last_tick(self, name: str, at: float) -> None:
+        self._touch(name, "last_tick = ?", (at,), self._wall_clock())
+
+    def set_config_digest(self, name: str, digest: str | None) -> None:
+        self._touch(name, "config_digest = ?", (digest,), self._wall_clock())
+
+    def workload_rows(self) -> dict[str, WorkloadRow]:
+        rows = self._rows(f"SELECT {_WORKLOAD_COLUMNS} FROM workloads ORDER BY name")
+        return {r[0]: _workload(r) for r in rows}
+
+    def forget_workload(self, name: str) -> None:
+        """Delete the workload's row (it left the config); its runs and events stay."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM workloads WHERE name = ?", (name,))
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def begin_run(self, name: str, at: float) -> int:
+        """Insert a run (pid NULL) and count it, committed durably before returning its id.
+
+        Called before the fork, so an n_times run counts even if the daemon dies right after.
+        Raises StoreError inside an open transaction: joining it would delay the commit.
+        """
+        if self._conn.in_transaction:
+            raise StoreError(
+                "begin_run must not be called inside an open transaction: the run has to be "
+                "committed before the fork"
+            )
+        with self.transaction():
+            self._ensure_row(name, at)
+            cur = self._conn.execute(
+                "INSERT INTO runs (workload, generation, started_at) "
+                "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
+                (at, name),
+            )
+            run_id = cur.lastrowid
+            self._conn.execute(
+                "UPDATE workloads SET runs_started = runs_started + 1, "
+                "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
+                (at, name),
+            )
+        if run_id is None:  # pragma: no cover - the INSERT ... SELECT always finds the row
+            raise StoreError(f"could not record a run of {name}")
+        return run_id
+
+    def set_run_pid(self, run_id: int, pid: int) -> None:
+        with self.transaction():
+            self._update_run(run_id, "pid = ?", (pid,))
+
+    def end_run(
+        self,
+        run_id: int,
+        at: float,
+        exit_code: int | None,
+        signal: int | None,
+        reason: str,
+        text: str | None,
+    ) -> None:
+        with self.transaction():
+            self._update_run(
+                run_id,
+                "ended_at = ?, exit_code = ?, signal = ?, reason = ?, text = ?",
+                (at, exit_code, signal, reason, text),
+            )
+
+    def _update_run(self, run_id: int, sql_set: str, params: tuple[Any, ...]) -> None:
+        cur = self._conn.execute(f"UPDATE runs SET {sql_set} WHERE id = ?", (*params, run_id))
+        if cur.rowcount != 1:
+            raise StoreError(f"no run with id {run_id}")
+
+    def runs_started(self, name: str) -> int:
+        """Runs begun in the workload's current generation (0 for an unknown workload)."""
+        row = self._one("SELECT runs_started FROM workloads WHERE name = ?", (name,))
+        return 0 if row is None else int(row[0])
+
+    def reset_runs(self, name: str) -> None:
+        """Start a new generation: runs_started is 0 again (operator restarts a COMPLETED one)."""
+        self._touch(
+            name,
+            "run_generation = run_generation + 1, runs_started = 0",
+            (),
+            self._wall_clock(),
+        )
+
+    def close_orphan_runs(self, at: float) -> list[tuple[str, int]]:
+        """End the runs a previous daemon left open (reason "daemon_lost"); (workload, run id)."""
+        with self.transaction():
+            orphans = [
+                (str(w), int(i))
+                for i, w in self._rows(
+                    "SELECT id, workload FROM runs WHERE ended_at IS NULL ORDER BY id"
+                )
+            ]
+            self._conn.execute(
+                "UPDATE runs SET ended_at = ?, reason = ?, text = ? WHERE ended_at IS NULL",
+                (at, DAEMON_LOST, "the daemon stopped before this run was seen to end"),
+            )
+        return orphans
+
+    def recent_runs(self, name: str, limit: int = 20) -> list[RunRow]:
+        """The workload's newest runs, newest first."""
+        rows = self._rows(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workload = ? ORDER BY id DESC LIMIT ?",
+            (name, limit),
+        )
+        return [_run(r) for r in rows]
+
+    def run_summary(self, name: str) -> RunSummary:
+        row = self._one(
+            "SELECT run_generation, runs_started, runs_total FROM workloads WHERE name = ?",
+            (name,),
+        )
+        generation, started, total = (0, 0, 0) if row is None else row
+        last = self._one(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workload = ? ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+        ended = self._one(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workload = ? AND ended_at IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+        return RunSummary(
+            workload=name,
+            generation=int(generation),
+            runs_in_generation=int(started),
+            runs_total=int(total),
+            restarts=max(0, int(started) - 1),
+            last_run=None if last is None else _run(last),
+            last_ended=None if ended is None else _run(ended),
+        )
+
+    def recent_events(self, name: str, limit: int = 50) -> list[EventRow]:
+        """The workload's newest events, newest first."""
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE workload = ? ORDER BY id DESC LIMIT ?",
+            (name, limit),
+        )
+        return [_event(r) for r in rows]
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def prune(self, keep_per_workload: int = 1000) -> int:
+        """Keep the newest `keep_per_workload` events and runs of each workload (history of
+        forgotten workloads included); never deletes a run that has not ended. Returns the
+        number of rows deleted."""
+        if keep_per_workload < 0:
+            raise ValueError("keep_per_workload must be >= 0")
+        deleted = 0
+        with self.transaction():
+            for table, extra in (("events", ""), ("runs", " AND ended_at IS NOT NULL")):
+                for (workload,) in self._rows(f"SELECT DISTINCT workload FROM {table}"):
+                    # Everything at or below the id of the (keep+1)-th newest row goes; the
+                    # subquery is NULL (nothing deleted) when there are not that many rows.
+                    cur = self._conn.execute(
+                        f"DELETE FROM {table} WHERE workload = ? AND id <= "
+                        f"(SELECT id FROM {table} WHERE workload = ? "
+                        f"ORDER BY id DESC LIMIT 1 OFFSET ?){extra}",
+                        (workload, workload, keep_per_workload),
+                    )
+                    deleted += cur.rowcount
+        return deleted
+
+    def integrity_errors(self) -> list[str]:
+        """PRAGMA integrity_check findings; empty when the database is sound."""
+        found = [str(r[0]) for r in self._rows("PRAGMA integrity_check")]
+        return [] if found == ["ok"] else found
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"closing the state database failed: {exc}") from exc

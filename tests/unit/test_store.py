@@ -1,0 +1,310 @@
+"""Store queries against real sqlite files: transitions, runs, counting, orphans, pruning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mastercontrol.engine.states import ProcState, Trigger
+from mastercontrol.errors import StoreError
+from mastercontrol.store.db import open_store
+from mastercontrol.store.queries import RunRow, Store
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s, message = open_store(db_path, T0)
+    assert message is None
+    yield s
+    s.close()
+
+
+def _reader(db_path: Path) -> sqlite3.Connection:
+    """A second, independent connection: sees only what has been committed."""
+    return sqlite3.connect(db_path)
+
+
+# -- transitions and events --------------------------------------------------------------------
+
+
+def test_transition_sets_state_and_pid_and_appends_an_event(store: Store) -> None:
+    store.record_transition("web", None, "STARTING", "start", T0, "operator", pid=1234)
+    # Enum members from the engine are stored as their plain values.
+    store.record_transition("web", ProcState.STARTING, ProcState.RUNNING, Trigger.UP, T0 + 1)
+
+    row = store.workload_rows()["web"]
+    assert (row.state, row.pid, row.updated_at) == ("RUNNING", None, T0 + 1)
+    assert type(row.state) is str
+    events = store.recent_events("web", limit=10)
+    assert [(e.old_state, e.new_state, e.trigger, e.detail) for e in events] == [
+        ("STARTING", "RUNNING", "up", None),
+        (None, "STARTING", "start", "operator"),
+    ]
+
+
+def test_failure_inside_transaction_rolls_back_state_and_event_together(
+    store: Store, db_path: Path
+) -> None:
+    store.record_transition("web", None, "STOPPED", "start", T0)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.record_transition("web", "STOPPED", "STARTING", "start", T0 + 1)
+        raise RuntimeError("spawn blew up")
+
+    reader = _reader(db_path)
+    assert reader.execute("SELECT state FROM workloads").fetchall() == [("STOPPED",)]
+    assert reader.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+    reader.close()
+
+
+def test_transition_whose_event_insert_fails_leaves_no_state_change(store: Store) -> None:
+    store.record_transition("web", None, "STOPPED", "start", T0)
+    with pytest.raises(StoreError):
+        # trigger is NOT NULL: the event insert fails after the state update ran.
+        store.record_transition("web", "STOPPED", "RUNNING", None, T0 + 1)  # type: ignore[arg-type]
+    assert store.workload_rows()["web"].state == "STOPPED"
+    assert len(store.recent_events("web", 10)) == 1
+
+
+def test_writes_in_one_transaction_commit_together(store: Store, db_path: Path) -> None:
+    reader = _reader(db_path)
+    with store.transaction():
+        store.record_transition("a", None, "RUNNING", "start", T0)
+        store.set_last_tick("b", T0)
+        assert reader.execute("SELECT COUNT(*) FROM workloads").fetchone() == (0,)
+    assert reader.execute("SELECT COUNT(*) FROM workloads").fetchone() == (2,)
+    reader.close()
+
+
+def test_write_outside_a_transaction_commits_on_its_own(store: Store, db_path: Path) -> None:
+    store.record_event("a", "tick_skipped", T0, "tick 12:05: previous run still going")
+    assert not store.in_transaction
+    reader = _reader(db_path)
+    assert reader.execute("SELECT trigger, detail FROM events").fetchall() == [
+        ("tick_skipped", "tick 12:05: previous run still going")
+    ]
+    reader.close()
+
+
+def test_event_without_state_change_keeps_the_state(store: Store) -> None:
+    store.record_transition("agent", None, "RUNNING", "tick", T0)
+    store.record_event("agent", "tick_skipped", T0 + 60, "previous run still going")
+    assert store.workload_rows()["agent"].state == "RUNNING"
+    skipped = store.recent_events("agent", 1)[0]
+    assert (skipped.trigger, skipped.old_state, skipped.new_state) == ("tick_skipped", None, None)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def _child_begins_run_then_dies(db_path: Path, how: str) -> int:
+    """Fork a child that opens its own Store, calls begin_run and dies without cleanup."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        try:
+            child_store, _ = open_store(db_path, T0)
+            child_store.begin_run("script", T0)
+            if how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(0)
+        finally:
+            os._exit(70)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+@pytest.mark.parametrize("how", ["sigkill", "os_exit"])
+def test_begin_run_is_committed_before_it_returns(db_path: Path, how: str) -> None:
+    open_store(db_path, T0)[0].close()
+    status = _child_begins_run_then_dies(db_path, how)
+    if how == "sigkill":
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    else:
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    store, message = open_store(db_path, T0 + 5)
+    assert message is None  # an un-checkpointed WAL is not damage
+    assert store.runs_started("script") == 1
+    (run,) = store.recent_runs("script")
+    assert (run.started_at, run.ended_at, run.pid) == (T0, None, None)
+    store.close()
+
+
+def test_begin_run_inside_an_open_transaction_is_refused(store: Store) -> None:
+    with store.transaction(), pytest.raises(StoreError, match="inside an open transaction"):
+        store.begin_run("script", T0)
+    assert store.runs_started("script") == 0
+    assert store.recent_runs("script") == []
+
+
+def test_run_lifecycle_is_recorded(store: Store) -> None:
+    run_id = store.begin_run("svc", T0)
+    store.set_run_pid(run_id, 4321)
+    store.end_run(run_id, T0 + 3, exit_code=None, signal=9, reason="timeout", text="killed")
+    assert store.recent_runs("svc") == [
+        RunRow(run_id, "svc", 0, 4321, T0, T0 + 3, None, 9, "timeout", "killed")
+    ]
+
+
+def test_ending_an_unknown_run_is_an_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="no run with id 99"):
+        store.end_run(99, T0, 0, None, "exit", None)
+    with pytest.raises(StoreError, match="no run with id 99"):
+        store.set_run_pid(99, 1)
+
+
+def test_runs_started_counts_only_the_current_generation(store: Store) -> None:
+    for i in range(3):
+        store.begin_run("script", T0 + i)
+    store.begin_run("other", T0)
+    assert store.runs_started("script") == 3
+
+    store.reset_runs("script")  # operator starts the COMPLETED script again
+    assert store.runs_started("script") == 0
+    run_id = store.begin_run("script", T0 + 10)
+
+    assert store.runs_started("script") == 1
+    assert store.runs_started("other") == 1
+    assert store.runs_started("never_seen") == 0
+    assert store.recent_runs("script", 1)[0].id == run_id
+    assert [r.generation for r in store.recent_runs("script")] == [1, 0, 0, 0]
+
+
+def test_run_count_is_not_lowered_by_pruning(store: Store) -> None:
+    for i in range(5):
+        run_id = store.begin_run("script", T0 + i)
+        store.end_run(run_id, T0 + i, 0, None, "exit", None)
+    store.prune(keep_per_workload=2)
+    assert len(store.recent_runs("script")) == 2
+    assert store.runs_started("script") == 5  # n_times must not run again
+
+
+def test_orphan_runs_are_closed_as_daemon_lost(store: Store) -> None:
+    done = store.begin_run("a", T0)
+    store.end_run(done, T0 + 1, 0, None, "exit", "exit status 0")
+    open_a = store.begin_run("a", T0 + 2)
+    open_b = store.begin_run("b", T0 + 2)
+
+    assert store.close_orphan_runs(T0 + 100) == [("a", open_a), ("b", open_b)]
+
+    runs = {r.id: r for r in store.recent_runs("a") + store.recent_runs("b")}
+    assert (runs[open_a].ended_at, runs[open_a].reason) == (T0 + 100, "daemon_lost")
+    assert (runs[open_b].ended_at, runs[open_b].reason) == (T0 + 100, "daemon_lost")
+    assert (runs[done].ended_at, runs[done].reason) == (T0 + 1, "exit")
+    assert store.close_orphan_runs(T0 + 200) == []
+
+
+def test_run_summary_reports_counts_and_last_runs(store: Store) -> None:
+    assert store.run_summary("svc").last_run is None
+    first = store.begin_run("svc", T0)
+    store.end_run(first, T0 + 1, 1, None, "exit", "exit status 1")
+    second = store.begin_run("svc", T0 + 2)
+
+    summary = store.run_summary("svc")
+    assert (summary.runs_in_generation, summary.runs_total, summary.restarts) == (2, 2, 1)
+    assert summary.last_run is not None and summary.last_run.id == second
+    assert summary.last_ended is not None
+    assert (summary.last_ended.exit_code, summary.last_ended.text) == (1, "exit status 1")
+
+    store.reset_runs("svc")
+    summary = store.run_summary("svc")
+    assert (summary.generation, summary.runs_in_generation, summary.runs_total) == (1, 0, 2)
+
+
+# -- workload flags ----------------------------------------------------------------------------
+
+
+def test_operator_stops_survive_a_reopen(store: Store, db_path: Path) -> None:
+    store.set_operator_stopped("a", True)
+    store.set_operator_stopped("b", True)
+    store.set_operator_stopped("b", False)
+    store.close()
+    reopened, _ = open_store(db_path, T0)
+    assert reopened.operator_stopped_names() == {"a"}
+    assert reopened.workload_rows()["a"].state == "STOPPED"  # row created by the flag
+    reopened.close()
+
+
+def test_last_tick_and_config_digest_round_trip(store: Store) -> None:
+    assert store.get_last_tick("agent") is None
+    store.set_last_tick("agent", T0 + 300)
+    store.set_config_digest("agent", "sha256:abc")
+    row = store.workload_rows()["agent"]
+    assert (store.get_last_tick("agent"), row.config_digest) == (T0 + 300, "sha256:abc")
+
+
+def test_forgotten_workload_keeps_its_history_and_comes_back_in_a_new_generation(
+    store: Store,
+) -> None:
+    store.record_transition("old", None, "RUNNING", "start", T0)
+    store.begin_run("old", T0)
+    store.forget_workload("old")
+    assert "old" not in store.workload_rows()
+    assert len(store.recent_events("old", 10)) == 1
+    assert len(store.recent_runs("old")) == 1
+
+    store.begin_run("old", T0 + 10)  # re-added to the config
+    assert store.runs_started("old") == 1
+    assert [r.generation for r in store.recent_runs("old")] == [1, 0]
+
+
+# -- pruning and integrity ---------------------------------------------------------------------
+
+
+def test_prune_keeps_the_newest_rows_per_workload_and_all_open_runs(store: Store) -> None:
+    with store.transaction():
+        for i in range(30):
+            for name in ("a", "b"):
+                store.record_event(name, "tick_skipped", T0 + i, f"#{i}")
+    open_run = store.begin_run("a", T0)  # oldest run, still going
+    for i in range(10):
+        run_id = store.begin_run("a", T0 + i + 1)
+        store.end_run(run_id, T0 + i + 1, 0, None, "exit", f"#{i}")
+    store.record_event("c", "tick_skipped", T0, "only one")
+
+    deleted = store.prune(keep_per_workload=5)
+
+    assert deleted == (30 - 5) * 2 + (11 - 5 - 1)  # the open run is not deleted
+    for name in ("a", "b"):
+        assert [e.detail for e in store.recent_events(name, 100)] == [
+            f"#{i}" for i in range(29, 24, -1)
+        ]
+    runs = store.recent_runs("a", 100)
+    assert [r.text for r in runs] == ["#9", "#8", "#7", "#6", "#5", None]
+    assert runs[-1].id == open_run
+    assert len(store.recent_events("c", 10)) == 1
+    assert store.prune(keep_per_workload=5) == 0
+
+
+def test_prune_rejects_a_negative_limit(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.prune(keep_per_workload=-1)
+
+
+def test_database_is_sound_after_many_writes(store: Store, db_path: Path) -> None:
+    for step in range(200):
+        with store.transaction():
+            name = f"w{step % 7}"
+            store.record_transition(name, "STOPPED", "STARTING", "start", T0 + step, pid=step)
+            store.set_last_tick(name, T0 + step)
+        run_id = store.begin_run(name, T0 + step)
+        store.end_run(run_id, T0 + step + 1, step % 3, None, "exit", None)
+        if step % 50 == 0:
+            store.prune(keep_per_workload=10)
+    assert store.integrity_errors() == []
+    reader = _reader(db_path)
+    assert reader.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert reader.execute("PRAGMA foreign_key_check").fetchall() == []
+    reader.close()
+    assert sum(r.runs_total for r in store.workload_rows().values()) == 200
