@@ -1,0 +1,235 @@
+"""One workload's log file: timestamped lines from its output pipe, rotated by size.
+
+The master owns one `LogWriter` per workload and feeds it whatever it read from the child's
+pipe. Disk use is bounded by (backups + 1) * max_bytes (plus at most one line per file) and
+memory by `max_line`, whatever the workload prints. No error of the file system ever reaches
+the caller: data that cannot be written is counted in `dropped_bytes` and the writer tries the
+file again after `retry_interval` seconds; supervision never stops for a log. Writes go to a
+regular file, so they do not block on a reader. Imports only the standard library.
+
+Line format: `2026-11-27T03:49:39.123+00:00 <the line as the workload wrote it>`. Timestamps are
+UTC with an explicit offset: devices of a fleet live in different time zones and DST changes
+would make local times ambiguous; UTC lines from several devices sort together. The bytes of
+the line are written unchanged (no decoding), so a workload printing binary junk cannot break
+the writer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+MAX_LINE = 64 * 1024  # longest line held back waiting for its newline; longer ones are cut
+RETRY_INTERVAL = 5.0  # seconds between attempts to reopen a file that failed
+_TAIL_BLOCK = 8192
+_MAX_BACKUPS_READ = 1000  # read_tail never walks further back than this many rotated files
+
+
+class LogWriter:
+    """Append timestamped lines to `path`, rotating to path.1 ... path.<backups>."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_bytes: int,
+        backups: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_line: int = MAX_LINE,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
+        if max_bytes <= 0 or backups < 0 or max_line <= 0:
+            raise ValueError("max_bytes and max_line must be positive, backups >= 0")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.max_line = max_line
+        self.retry_interval = retry_interval
+        self._clock = clock  # wall time: only for the timestamps people read
+        self._monotonic = monotonic  # for the retry delay, immune to clock jumps
+        self._partial = b""  # the start of a line whose newline has not arrived yet
+        self._fd: int | None = None  # opened lazily, kept open between feeds
+        self._size = 0  # bytes in the current file
+        self._retry_at = float("-inf")
+        # Counters of workload output bytes; a line's newline and timestamp are not counted.
+        self.written_bytes = 0
+        self.dropped_bytes = 0
+        self.last_error: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Take raw bytes from the pipe; write every line they complete."""
+        if not data:
+            return
+        buf = self._partial + data
+        lines: list[bytes] = []
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            lines.extend(self._cut(buf[start:end]))
+            start = end + 1
+        rest = buf[start:]
+        # Output without newlines must not grow memory: full chunks go out as lines now.
+        cut = len(rest) - len(rest) % self.max_line
+        if cut:
+            lines.extend(self._cut(rest[:cut]))
+            rest = rest[cut:]
+        self._partial = rest
+        if lines:
+            self._write(lines)
+
+    def flush_partial(self) -> None:
+        """Write a held line that has no newline (the child exited, or its pipe closed)."""
+        if self._partial:
+            line, self._partial = self._partial, b""
+            self._write([line])
+
+    def close(self) -> None:
+        self.flush_partial()
+        self._close_fd()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of an unfinished line waiting for its newline (never more than max_line)."""
+        return len(self._partial)
+
+    def _cut(self, line: bytes) -> list[bytes]:
+        if len(line) <= self.max_line:
+            return [line]
+        return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
+
+    def _write(self, lines: list[bytes]) -> None:
+        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
+        prefix = stamp.encode("ascii") + b" "
+        batch: list[bytes] = []
+        batch_size = batch_payload = 0
+        for i, line in enumerate(lines):
+            record = prefix + line + b"\n"
+            if self._fd is None and not self._open():
+                self._drop(lines[i:])
+                return
+            full = self._size + batch_size + len(record) > self.max_bytes
+            if full and self._size + batch_size > 0:
+                # Rotate between lines, so no line is split across two files.
+                if not self._append(b"".join(batch), batch_payload) or not self._rotate():
+                    self._drop(lines[i:])
+                    return
+                batch, batch_size, batch_payload = [], 0, 0
+            batch.append(record)
+            batch_size += len(record)
+            batch_payload += len(line)
+        if batch:
+            self._append(b"".join(batch), batch_payload)
+
+    def _append(self, blob: bytes, payload: int) -> bool:
+        """One write of several lines; on failure all of their payload counts as dropped."""
+        if not blob:
+            return True
+        assert self._fd is not None
+        view = memoryview(blob)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                self._size += written
+                view = view[written:]
+        except OSError as exc:
+            self.dropped_bytes += payload
+            self._fail(exc)
+            return False
+        self.written_bytes += payload
+        return True
+
+    def _drop(self, lines: list[bytes]) -> None:
+        self.dropped_bytes += sum(len(line) for line in lines)
+
+    def _open(self) -> bool:
+        if self._monotonic() < self._retry_at:
+            return False
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self.path, flags, 0o640)
+            except FileNotFoundError:  # the log dir was removed: make it again
+                self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                fd = os.open(self.path, flags, 0o640)
+            self._size = os.fstat(fd).st_size
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        self._fd = fd
+        self.last_error = None
+        return True
+
+    def _rotate(self) -> bool:
+        """name.log -> name.log.1 -> ... -> name.log.<backups> (the oldest is replaced)."""
+        self._close_fd()
+        try:
+            if self.backups == 0:
+                os.unlink(self.path)
+            for i in range(self.backups, 0, -1):
+                src = self.path if i == 1 else self._backup(i - 1)
+                try:
+                    os.replace(src, self._backup(i))
+                except FileNotFoundError:
+                    pass
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        return self._open()
+
+    def _backup(self, i: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{i}")
+
+    def _fail(self, exc: OSError) -> None:
+        self._close_fd()
+        self.last_error = f"{self.path}: {exc.strerror or exc}"
+        self._retry_at = self._monotonic() + self.retry_interval
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def read_tail(path: str | os.PathLike[str], lines: int) -> list[str]:
+    """The last `lines` lines of a log, continuing into path.1, path.2 ... if it is short.
+
+    Lines are returned without their newline, decoded as UTF-8 with replacement characters.
+    Reads backwards from the end of each file in blocks, never a whole large file.
+    """
+    if lines <= 0:
+        return []
+    base = Path(path)
+    result: list[bytes] = []
+    for i in range(_MAX_BACKUPS_READ + 1):
+        candidate = base if i == 0 else base.with_name(f"{base.name}.{i}")
+        try:
+            result = _tail_of_file(candidate, lines - len(result)) + result
+        except FileNotFoundError:
+            if i > 0:  # the current file may be missing for a moment; backups are contiguous
+                break
+        if len(result) >= lines:
+            break
+    return [line.decode("utf-8", "replace") for line in result[-lines:]]
+
+
+def _tail_of_file(path: Path, n: int) -> list[bytes]:
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos, data = end, b""
+        # n lines need n + 1 newlines in view (the first one may end a line we do not want).
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(_TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    parts = data.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()  # the file ends with a newline: no empty last line
+    if pos > 0:
+        parts = parts[1:]  # starts mid-line
+    return parts[-n:] if n > 0 else []
