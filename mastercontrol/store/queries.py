@@ -133,12 +133,14 @@ class Store:
         return rows[0] if rows else None
 
     def _ensure_row(self, name: str, at: float) -> None:
+        if self._one("SELECT 1 FROM workloads WHERE name = ?", (name,)) is not None:
+            return
         # A workload that comes back after forget_workload continues the generation numbers
         # of its old runs, so history never mixes two lives of the same name.
         self._conn.execute(
             "INSERT INTO workloads (name, state, run_generation, updated_at) "
             "VALUES (?, ?, (SELECT COALESCE(MAX(generation) + 1, 0) FROM runs "
-            "WHERE workload = ?), ?) ON CONFLICT (name) DO NOTHING",
+            "WHERE workload = ?), ?)",
             (name, DEFAULT_STATE, name, at),
         )
 
@@ -163,7 +165,11 @@ class Store:
         detail: str | None = None,
         pid: int | None = None,
     ) -> None:
-        """Set the workload's state and pid (None clears it) and append the event, atomically."""
+        """Set the workload's state and pid and append the event, atomically.
+
+        `pid` is stored as given: pass the live child's pid on every transition that keeps
+        one (STARTING -> RUNNING too); None clears it. Creates the row on first use.
+        """
         with self.transaction():
             self._ensure_row(name, at)
             self._conn.execute(

@@ -234,6 +234,24 @@ def test_damaged_database_is_moved_aside_and_replaced(tmp_path: Path, damage) ->
     store.close()
 
 
+def test_database_whose_migration_fails_is_moved_aside(tmp_path: Path) -> None:
+    # Another program's sqlite file at our path: a sound database our schema cannot go into.
+    path = tmp_path / "state.db"
+    foreign = sqlite3.connect(path)
+    foreign.execute("CREATE TABLE workloads (id INTEGER, payload BLOB)")
+    foreign.commit()
+    foreign.close()
+
+    store, message = open_store(path, NOW)
+
+    assert message is not None and "already exists" in message
+    aside = sqlite3.connect(tmp_path / f"state.db.corrupt-{STAMP}")
+    assert aside.execute("SELECT sql FROM sqlite_master").fetchone()[0].endswith("BLOB)")
+    aside.close()
+    store.record_transition("a", None, "RUNNING", "start", NOW)
+    store.close()
+
+
 def test_wal_and_shm_files_move_with_the_damaged_database(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     _random_bytes(path)
