@@ -241,17 +241,16 @@ def _check_daemon(f: _Fields, problems: list[Problem]) -> None:
         address = sec.values.get(host_key, "127.0.0.1")
         if not checks.is_loopback(address) and not sec.has("api_token"):
             msg = f"required when {sec.label(host_key)} ({address}) is not a loopback address"
-            problems.append(Problem(sec.lines.get(host_key, sec.node.first_line),
-                                    sec.label("api_token"), msg))  # fmt: skip
+            line = sec.lines.get(host_key, sec.node.first_line)
+            problems.append(Problem(line, sec.label("api_token"), msg))
     if fleet is not None and fleet.values.get("enabled") and not fleet.has("central_api_url"):
         fleet.missing("central_api_url", problems, "when fleet.enabled is true")
     if central is not None:
         stale = central.values.get("stale_after_seconds", CentralSettings.stale_after_seconds)
         offline = central.values.get("offline_after_seconds", CentralSettings.offline_after_seconds)
-        if offline <= stale and (
-            central.has("stale_after_seconds") or central.has("offline_after_seconds")
-        ):
-            line = central.lines.get("offline_after_seconds", central.node.first_line)
+        if offline <= stale:  # the defaults are ordered, so one of them was set here
+            lines = central.lines
+            line = lines.get("offline_after_seconds", lines.get("stale_after_seconds", 1))
             msg = f"must be greater than stale_after_seconds ({stale:g})"
             problems.append(Problem(line, "central.offline_after_seconds", msg))
 
