@@ -23,7 +23,12 @@ A finished probe has already released its socket/fd; `close()` is still safe to 
 Command probes run as short-lived children via subprocess.Popen, which reaps only its own pid
 (waitpid(pid), never -1), so it does not steal the master's multiprocessing children. A killed
 command whose exit was not yet seen is kept in a module-level list: the master calls
-`reap_orphans()` when SIGCHLD wakes it (and every new command probe does so too).
+`reap_orphans()` when SIGCHLD wakes it (and every new command probe does so too). Popen
+returns once the command has exec'd (it waits on its error pipe for that): a fork+exec, which
+is the one short wait a command probe costs the loop.
+
+Probe sockets and pidfds are close-on-exec but a fork inherits them: the child bootstrap's
+closing of the master's fds covers them.
 
 Imports only the standard library and mastercontrol.config.model; no psutil, store or api.
 """
@@ -166,10 +171,14 @@ class TcpProbe(Probe):
         if self._sock is None:
             return self.result
         err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err in (errno.EINPROGRESS, errno.EALREADY):
-            return None  # spurious wake-up
         if err:
             return self._finish(False, f"connect: {os.strerror(err)}", now)
+        try:
+            # SO_ERROR is 0 while the connect is still in progress too; only a peer name
+            # tells that it has completed (ENOTCONN otherwise: a spurious call).
+            self._sock.getpeername()
+        except OSError:
+            return None
         return self._connected(now)
 
     def _connected(self, now: float) -> ProbeResult | None:

@@ -172,6 +172,35 @@ def test_tcp_probe_of_a_closed_port_is_refused_and_unhealthy(closed_port: int) -
     assert "refused" in result.message.lower()
 
 
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose accept queue is full: the kernel drops further SYNs, connects hang."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(sock.getsockname())
+        fillers.append(filler)
+    yield port_of(sock)
+    for filler in fillers:
+        filler.close()
+    sock.close()
+
+
+def test_tcp_probe_times_out_when_the_connect_hangs(full_backlog: int) -> None:
+    probe = TcpProbe(full_backlog, timeout=0.3)
+    assert probe.start(time.monotonic()) is None
+    # Called while the connect is still pending, on_ready must not claim success.
+    assert probe.on_ready(time.monotonic()) is None
+    probe.close()
+    (result,) = drive_all([TcpProbe(full_backlog, timeout=0.3)])
+    assert not result.healthy
+    assert "timed out" in result.message
+
+
 def test_tcp_probe_accepts_localhost_as_loopback(listener: socket.socket) -> None:
     probe = TcpProbe(port_of(listener), host="localhost", timeout=DEADLINE)
     assert probe.host == "127.0.0.1"
