@@ -200,6 +200,11 @@ class TickPlanner:
         self._started = False
 
     @property
+    def expr(self) -> str:
+        """The cron expression (normalised whitespace), to tell whether a reload changed it."""
+        return self.schedule.expr
+
+    @property
     def last_tick(self) -> float | None:
         """Wall epoch of the last tick handled (run or missed); persist it."""
         return self._last_tick

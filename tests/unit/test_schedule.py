@@ -393,3 +393,7 @@ def test_system_clock_reads_the_real_clocks() -> None:
     assert abs(clock.wall() - time.time()) < 3600
     first = clock.monotonic()
     assert clock.monotonic() >= first
+
+
+def test_planner_exposes_its_normalised_expression() -> None:
+    assert TickPlanner("*/5  *  * * *").expr == "*/5 * * * *"
