@@ -8,6 +8,7 @@ croniter and `yamlsource`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import re
@@ -305,7 +306,9 @@ def one_of(enum: type[StrEnum]) -> Validator:
 
     def check(value: str) -> StrEnum:
         if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}{hint}")
         return enum(value)
 
     return check

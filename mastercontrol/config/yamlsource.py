@@ -169,15 +169,41 @@ def parse(text: str) -> tuple[Node | None, list[Problem]]:
     if root is None:
         return None, []
     problems: list[Problem] = []
-    node = _convert(root, "", _Constructor(), problems)
+    try:
+        node = _convert(root, "", _Constructor(), problems)
+    except _Unusable as exc:
+        return None, [exc.problem]
     return node, problems
 
 
+MAX_VALUES = 10_000  # far above any real config; stops alias bombs ("billion laughs")
+
+
+class _Unusable(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
 class _Constructor(yaml.SafeLoader):
-    """Only used for `construct_object` on scalars whose tag was checked first."""
+    """Builds scalars whose tag was checked first, and guards the walk over shared nodes.
+
+    Aliases make the composed document a graph: a node may be reached many times (expanded
+    here into a tree, so counted) or contain itself (a cycle, refused).
+    """
 
     def __init__(self) -> None:
         super().__init__("")
+        self.values = 0
+        self.open: set[int] = set()
+
+    def enter(self, node: yaml.Node) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            msg = f"too many values (over {MAX_VALUES}, aliases included)"
+            raise _Unusable(Problem(_line(node), "", msg))
+        if id(node) in self.open:
+            raise _Unusable(Problem(_line(node), "", "an alias refers to its own anchor"))
+        self.open.add(id(node))
 
 
 def _line(node: yaml.Node) -> int:
@@ -189,6 +215,14 @@ def _column(node: yaml.Node) -> int:
 
 
 def _convert(node: yaml.Node, path: str, ctor: _Constructor, problems: list[Problem]) -> Node:
+    ctor.enter(node)
+    try:
+        return _convert_node(node, path, ctor, problems)
+    finally:
+        ctor.open.discard(id(node))
+
+
+def _convert_node(node: yaml.Node, path: str, ctor: _Constructor, problems: list[Problem]) -> Node:
     if isinstance(node, yaml.MappingNode):
         return _convert_map(node, path, ctor, problems)
     if isinstance(node, yaml.SequenceNode):

@@ -27,7 +27,8 @@ EXPECTED = {
     "timeout_zero.yaml": "4: timeout: must be greater than 0",
     "port_range.yaml": "5: health_check.tcp: must be a port between 1 and 65535, got 70000",
     "bad_cron.yaml": "4: schedule: invalid cron expression '61 * * * *'",
-    "bad_enum.yaml": "2: type: expected one of agent, script, service, got 'agnet'",
+    "bad_enum.yaml": "2: type: expected one of agent, script, service, got 'agnet'; "
+    "did you mean 'agent'?",
     "schedule_not_schedule_mode.yaml": "4: schedule: only used with run_mode schedule",
     "max_runs_not_n_times.yaml": "5: max_runs: only used with run_mode n_times",
     "module_and_command.yaml": "4: command: give module or command, not both",

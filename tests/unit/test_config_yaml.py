@@ -131,3 +131,18 @@ def test_invalid_explicit_value_is_a_problem() -> None:
 def test_empty_text_is_no_document() -> None:
     assert parse("") == (None, [])
     assert parse("# just a comment\n") == (None, [])
+
+
+def test_recursive_alias_is_refused_not_a_crash() -> None:
+    assert parse("a: &x [1, *x]\n") == (
+        None,
+        [Problem(1, "", "an alias refers to its own anchor")],
+    )
+
+
+def test_alias_bomb_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    node, problems = parse("\n".join(lines) + "\n")
+    assert node is None
+    assert [p.message for p in problems] == ["too many values (over 10000, aliases included)"]
