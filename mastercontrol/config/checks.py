@@ -227,11 +227,12 @@ def cron_expression(value: str) -> str:
     if expr in _CRON_ALIASES:
         return expr
     fields = expr.split(" ")
-    # croniter also takes 6 and 7 fields (seconds, years); that reads ambiguously, so not here.
-    if len(fields) != 5:
+    # A sixth field is seconds, written LAST (croniter's reading): "* * * * * */10" runs every
+    # 10 s. Seven fields (years) are not accepted: nobody schedules a Pi workload by year.
+    if len(fields) not in (5, 6):
         raise ValueError(
             f"cron expression {value!r} needs 5 fields (minute hour day month weekday), "
-            f"got {len(fields)}"
+            f"or 6 with seconds last, got {len(fields)}"
         )
     if not croniter.is_valid(expr):
         raise ValueError(f"invalid cron expression {value!r}")

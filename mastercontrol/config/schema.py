@@ -92,7 +92,7 @@ WORKLOAD: tuple[Setting, ...] = (
             "after every exit; n_times: max_runs runs in total, counted across restarts.",
             doc_default="agent: schedule, script: n_times, service: forever"),
     Setting("schedule", STRING, None, cron_expression,
-            'Cron expression (5 fields or @hourly...), e.g. "*/5 * * * *". '
+            'Cron expression: 5 fields, 6 with seconds last, or @hourly...; e.g. "*/5 * * * *". '
             "Required for run_mode schedule. Quote it."),
     Setting("max_runs", INTEGER, None, positive_int,
             "Total number of runs. Required for run_mode n_times."),

@@ -91,8 +91,12 @@ class Supervisor:
     def boot(self, configs: dict[str, WorkloadConfig]) -> None:
         """Take over after a (re)start: close runs a dead daemon left open, start everything."""
         now = self.clock.wall()
-        for name, run_id in self.store.close_orphan_runs(now):
+        for name, run_id, pid in self.store.close_orphan_runs(now):
             log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
+            if pid is not None:
+                # Its leader died with the old master (PDEATHSIG); its process group may
+                # still hold grandchildren. A live group id cannot have been reused as a pid.
+                self.send_signal(pid, signal.SIGKILL)
         rows = self.store.workload_rows()
         for name in sorted(rows):
             if name not in configs:

@@ -292,13 +292,16 @@ class Store:
             self._wall_clock(),
         )
 
-    def close_orphan_runs(self, at: float) -> list[tuple[str, int]]:
-        """End the runs a previous daemon left open (reason "daemon_lost"); (workload, run id)."""
+    def close_orphan_runs(self, at: float) -> list[tuple[str, int, int | None]]:
+        """End the runs a previous daemon left open (reason "daemon_lost").
+
+        Returns (workload, run id, pid) so the caller can clean up what those runs left behind.
+        """
         with self.transaction():
             orphans = [
-                (str(w), int(i))
-                for i, w in self._rows(
-                    "SELECT id, workload FROM runs WHERE ended_at IS NULL ORDER BY id"
+                (str(w), int(i), None if p is None else int(p))
+                for i, w, p in self._rows(
+                    "SELECT id, workload, pid FROM runs WHERE ended_at IS NULL ORDER BY id"
                 )
             ]
             self._conn.execute(

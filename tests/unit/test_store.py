@@ -195,8 +195,9 @@ def test_orphan_runs_are_closed_as_daemon_lost(store: Store) -> None:
     store.end_run(done, T0 + 1, 0, None, "exit", "exit status 0")
     open_a = store.begin_run("a", T0 + 2)
     open_b = store.begin_run("b", T0 + 2)
+    store.set_run_pid(open_b, 4242)
 
-    assert store.close_orphan_runs(T0 + 100) == [("a", open_a), ("b", open_b)]
+    assert store.close_orphan_runs(T0 + 100) == [("a", open_a, None), ("b", open_b, 4242)]
 
     runs = {r.id: r for r in store.recent_runs("a") + store.recent_runs("b")}
     assert (runs[open_a].ended_at, runs[open_a].reason) == (T0 + 100, "daemon_lost")

@@ -1,0 +1,82 @@
+"""Workload functions the integration tests run inside a real mastercontrold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def sleep_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def exit_with(code: int = 0) -> int:
+    print(f"exiting with {code}", flush=True)
+    return code
+
+
+def crash() -> None:
+    raise RuntimeError("boom")
+
+
+def sleep_for(seconds: float = 1.0, marker: str = "") -> None:
+    if marker:
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+
+
+def count_run(marker: str, seconds: float = 0.0) -> None:
+    """Append this run's pid to `marker` (one line per run), then sleep a little."""
+    with open(marker, "a") as f:
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    time.sleep(seconds)
+
+
+def allocate(megabytes: int) -> None:
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    print(f"allocated {megabytes} MB", flush=True)
+
+
+def with_grandchild(pidfile: str) -> None:
+    """Start a grandchild that sleeps forever, record its pid, then sleep forever."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    Path(pidfile).write_text(str(proc.pid))
+    sleep_forever()
+
+
+def ignore_sigterm(pidfile: str = "") -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if pidfile:
+        Path(pidfile).write_text(str(os.getpid()))
+    sleep_forever()
+
+
+def chatter(lines: int = 100, size: int = 100) -> None:
+    for i in range(lines):
+        print(f"{i:08d} " + "x" * size, flush=True)
+    sleep_forever()
+
+
+def spew_no_newline(total_mb: int = 10) -> None:
+    chunk = b"y" * 65536
+    out = sys.stdout.buffer
+    for _ in range(total_mb * 16):
+        out.write(chunk)
+    out.flush()
+    sleep_forever()
+
+
+def print_env(keys: str = "") -> None:
+    for key in keys.split(","):
+        print(f"{key}={os.environ.get(key)}", flush=True)
+    print(f"cwd={os.getcwd()}", flush=True)
