@@ -9,6 +9,7 @@ the package's own modules only.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from mastercontrol.daemon.logfile import read_tail
@@ -83,7 +84,7 @@ class Commands:
         sup = self.loop.supervisor
         w = sup.get(name)
         view = workload_view(w, self.loop.clock.monotonic(), self.loop.clock.wall())
-        view["recent_runs"] = [r.to_dict() for r in sup.store.recent_runs(name, limit=10)]
+        view["recent_runs"] = [asdict(r) for r in sup.store.recent_runs(name, limit=10)]
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")
         log = sup.logs.get(name)
         view["log_dropped_bytes"] = log.dropped_bytes if log is not None else 0

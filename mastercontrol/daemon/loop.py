@@ -57,7 +57,7 @@ class MasterLoop:
         self.daemon_config = daemon_config
         self.notifier = notifier or Notifier.from_environ({})
         self.load_config = load_config
-        self.timers = TimerHeap()
+        self.timers: TimerHeap[tuple[str, str]] = TimerHeap()
         self.signals = SignalPipe()
         self.selector = selectors.DefaultSelector()
         self.supervisor = Supervisor(
@@ -83,7 +83,7 @@ class MasterLoop:
         yield from self.control.own_fds()
         yield from self.supervisor.pipes
         try:
-            yield self.selector.fileno()  # type: ignore[attr-defined]
+            yield self.selector.fileno()  # type: ignore[attr-defined,unused-ignore]
         except (AttributeError, ValueError):
             pass
 

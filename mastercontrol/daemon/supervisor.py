@@ -40,8 +40,11 @@ T = Trigger
 class Child(Protocol):
     """What the supervisor needs of a spawned child (SpawnedChild, or a fake in tests)."""
 
-    pid: int
-    log_fd: int | None
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def log_fd(self) -> int | None: ...
 
     @property
     def exitcode(self) -> int | None: ...
@@ -68,7 +71,7 @@ class Supervisor:
         self,
         store: Store,
         clock: Clock,
-        timers: TimerHeap,
+        timers: TimerHeap[tuple[str, str]],
         log_dir: Path,
         spawner: Spawner,
         send_signal: SignalSender = killpg,
