@@ -53,6 +53,7 @@ def report(path: str, hold: float = 0.0) -> None:
         "sys_path0": sys.path[0],
         "env": dict(os.environ),
         "stdin": os.readlink("/proc/self/fd/0"),
+        "wakeup_fd": signal.set_wakeup_fd(-1),  # returns the one inherited from bootstrap
         "blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, set())),
     }
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -79,6 +80,17 @@ def keyboard_interrupt() -> None:
 
 
 NOT_CALLABLE = 42
+
+
+def wait_for_usr1(seconds: float = 60.0) -> int:
+    """Install a Python handler (as many workloads do for SIGTERM), exit 0 when it fires."""
+    got: list[int] = []
+    signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+    print("waiting", flush=True)
+    deadline = time.monotonic() + seconds
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return 0 if got else 1
 
 
 # --- test-side helpers (run in the pytest process, not in children) ---

@@ -41,6 +41,7 @@ def start() -> Iterator[Spawner]:
     yield _start
     for child in children:
         kill_group(child.pid)
+        child.process.kill()  # in case it never became a group leader
         wait_exit(child.process)
         os.close(child.log_fd)
 
@@ -131,6 +132,22 @@ def test_child_leads_its_own_session_and_process_group(start: Spawner, tmp_path:
     assert info["sid"] == info["pid"]
     assert info["stdin"] == "/dev/null"
     assert info["blocked"] == []  # spawn() blocks signals across fork; the child unblocks
+
+
+def test_child_does_not_keep_the_master_wakeup_fd(start: Spawner, tmp_path: Path) -> None:
+    # Its fd number is closed in the child and may be reused by the workload's own files: a
+    # signal handled in Python would write a byte into whatever file now has that number.
+    path = str(tmp_path / "info.json")
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    old_wakeup = signal.set_wakeup_fd(wake_w)
+    try:
+        assert run(start, "report", params={"path": path})[0] == 0
+    finally:
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
+    assert json.loads(Path(path).read_text())["wakeup_fd"] == -1
 
 
 def test_child_keeps_only_stdin_stdout_stderr(start: Spawner, tmp_path: Path) -> None:
@@ -233,6 +250,11 @@ def test_signal_sent_to_child_does_not_wake_the_master(start: Spawner) -> None:
         read_output(child.log_fd, until=b"sleeping\n")
         os.kill(child.pid, signal.SIGUSR1)
         assert wait_exit(child.process) == -signal.SIGUSR1  # SIG_DFL terminates
+        # A workload with its own handler must not write into the master's wakeup fd either.
+        child = start("wait_for_usr1")
+        read_output(child.log_fd, until=b"waiting\n")
+        os.kill(child.pid, signal.SIGUSR1)
+        assert wait_exit(child.process) == 0
         with pytest.raises(BlockingIOError):
             os.read(wake_r, 100)
         assert got == []
@@ -245,6 +267,8 @@ def test_signal_sent_to_child_does_not_wake_the_master(start: Spawner) -> None:
 
 def _intermediate_master(report_fd: int) -> None:
     child = spawn(ChildSpec(name="orphan", module=HELPERS, entry_point="sleep"))
+    # Once it has printed, the child only sleeps: it cannot die of a broken log pipe instead.
+    read_output(child.log_fd, until=b"sleeping\n")
     os.write(report_fd, f"{child.pid}\n".encode())
     time.sleep(60)
 
@@ -254,6 +278,7 @@ def test_child_dies_when_its_master_is_killed() -> None:
     master = CTX.Process(target=_intermediate_master, args=(write_fd,))
     master.start()
     os.close(write_fd)
+    child_pid = 0
     try:
         child_pid = int(read_output(read_fd, until=b"\n"))
         assert not is_gone(child_pid)
@@ -264,8 +289,10 @@ def test_child_dies_when_its_master_is_killed() -> None:
             time.sleep(0.02)
         assert is_gone(child_pid)
     finally:
-        kill_group(master.pid or 0)
+        master.kill()
         wait_exit(master)
+        if child_pid:
+            kill_group(child_pid)
         os.close(read_fd)
 
 
