@@ -31,6 +31,7 @@ from mastercontrol.config.yamlsource import (
     text_of,
     to_python,
 )
+from mastercontrol.engine.schedule import CronSchedule
 
 Validator = Callable[[Any], Any]
 
@@ -236,6 +237,9 @@ def cron_expression(value: str) -> str:
         )
     if not croniter.is_valid(expr):
         raise ValueError(f"invalid cron expression {value!r}")
+    # Fields can each be valid and still never match together (February 30th); the daemon's
+    # planner would fail on it, so say so here.
+    CronSchedule(expr, tz="UTC")
     return expr
 
 

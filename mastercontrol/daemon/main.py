@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
-import os
 import sys
 from pathlib import Path
 
@@ -88,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     configs = load_config_dir(paths.config_dir)
     settings = configs.daemon.daemon
     setup_logging(
-        paths.log_dir, args.log_level or settings.log_level, settings.log_max_bytes, settings.log_backups
+        paths.log_dir,
+        args.log_level or settings.log_level,
+        settings.log_max_bytes,
+        settings.log_backups,
     )
     notifier = Notifier.from_environ()  # also strips NOTIFY_SOCKET & co. from what children see
     lock = DaemonLock(paths.socket_path)

@@ -124,10 +124,8 @@ class Supervisor:
         cfg = w.cfg
         if not cfg.enabled or w.operator_stopped or self.shutting_down:
             return
-        if cfg.run_mode is RunMode.FOREVER:
-            self._launch(w, T.START)
-        elif cfg.run_mode is RunMode.N_TIMES:
-            self._launch(w, T.START)
+        if cfg.run_mode is not RunMode.SCHEDULE:
+            self._launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
         else:
             self._arm_schedule(w, catch_up=catch_up)
             if w.state is not S.STARTING and w.state is not S.RUNNING:
@@ -183,9 +181,7 @@ class Supervisor:
     def _schedule_retry(self, w: Workload) -> None:
         """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
         cfg = w.cfg
-        policy = Backoff(
-            cfg.restart_delay, cfg.restart_delay_max, cfg.max_retries, cfg.fatal_retry_delay
-        )
+        policy = Backoff.from_config(cfg)
         w.failures += 1
         if policy.exhausted(w.failures):
             self._transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")

@@ -127,7 +127,8 @@ class Daemon:
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"ctl {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+                f"ctl {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
             )
         return result
 

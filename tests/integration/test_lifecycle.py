@@ -78,10 +78,22 @@ def test_n_times_survives_daemon_sigkill_without_losing_or_repeating(
 
 
 def test_memory_limit_allows_small_and_stops_large_allocations(daemon: Daemon) -> None:
-    daemon.workload("small", "allocate", type="script", max_runs=1, memory_limit_mb=200,
-                    params={"megabytes": 20})
-    daemon.workload("large", "allocate", type="script", max_runs=1, memory_limit_mb=200,
-                    params={"megabytes": 600})
+    daemon.workload(
+        "small",
+        "allocate",
+        type="script",
+        max_runs=1,
+        memory_limit_mb=200,
+        params={"megabytes": 20},
+    )
+    daemon.workload(
+        "large",
+        "allocate",
+        type="script",
+        max_runs=1,
+        memory_limit_mb=200,
+        params={"megabytes": 600},
+    )
     daemon.start()
     small = daemon.wait_state("small", "COMPLETED")
     large = daemon.wait_state("large", "COMPLETED")
@@ -92,8 +104,9 @@ def test_memory_limit_allows_small_and_stops_large_allocations(daemon: Daemon) -
 
 
 def test_timeout_stops_the_run_and_records_reason(daemon: Daemon) -> None:
-    daemon.workload("slow", "ignore_sigterm", type="script", max_runs=1, timeout=0.5,
-                    stop_timeout=0.5)
+    daemon.workload(
+        "slow", "ignore_sigterm", type="script", max_runs=1, timeout=0.5, stop_timeout=0.5
+    )
     daemon.start()
     st = daemon.wait_state("slow", "COMPLETED")
     assert st["last_exit"]["reason"] == "timeout"
@@ -101,17 +114,25 @@ def test_timeout_stops_the_run_and_records_reason(daemon: Daemon) -> None:
 
 
 def test_crash_loop_backs_off_then_goes_fatal_without_spinning(daemon: Daemon) -> None:
-    daemon.workload("crashy", "crash", restart_delay=0.1, restart_delay_max=0.4, max_retries=4,
-                    fatal_retry_delay=0, start_seconds=1)
+    daemon.workload(
+        "crashy",
+        "crash",
+        restart_delay=0.1,
+        restart_delay_max=0.4,
+        max_retries=4,
+        fatal_retry_delay=0,
+        start_seconds=1,
+    )
     daemon.start()
     st = daemon.wait_state("crashy", "FATAL")
-    assert len(run_rows(daemon, "crashy")) == 4
+    # The first attempt plus max_retries retries, each after a doubling delay.
+    assert len(run_rows(daemon, "crashy")) == 5
     assert "RuntimeError: boom" in daemon.ctl("logs", "crashy").stdout
     # FATAL with no slow retry stays put: no more runs.
     cpu_before = psutil.Process(daemon.pid).cpu_times()
     time.sleep(1.0)
     cpu_after = psutil.Process(daemon.pid).cpu_times()
-    assert len(run_rows(daemon, "crashy")) == 4
+    assert len(run_rows(daemon, "crashy")) == 5
     assert st["state"] == "FATAL"
     # Idle in FATAL: the master sleeps (generous bound; this is not a benchmark).
     assert (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system) < 0.5
@@ -121,8 +142,9 @@ def test_stop_kills_grandchildren_and_sigterm_ignorers(daemon: Daemon, tmp_path:
     gpid_file = tmp_path / "grandchild.pid"
     ipid_file = tmp_path / "ignorer.pid"
     daemon.workload("parent", "with_grandchild", params={"pidfile": str(gpid_file)})
-    daemon.workload("stubborn", "ignore_sigterm", stop_timeout=0.5,
-                    params={"pidfile": str(ipid_file)})
+    daemon.workload(
+        "stubborn", "ignore_sigterm", stop_timeout=0.5, params={"pidfile": str(ipid_file)}
+    )
     daemon.start()
     daemon.wait_state("parent", "RUNNING")
     daemon.wait_state("stubborn", "RUNNING")
@@ -201,8 +223,15 @@ def test_second_daemon_is_refused_and_stale_socket_is_replaced(daemon: Daemon) -
 
 
 def test_stdout_and_stderr_reach_the_log_with_timestamps(daemon: Daemon) -> None:
-    daemon.workload("env", "print_env", type="script", max_runs=1, env={"GREETING": "hi"},
-                    working_dir=str(daemon.root), params={"keys": "GREETING,NOTIFY_SOCKET"})
+    daemon.workload(
+        "env",
+        "print_env",
+        type="script",
+        max_runs=1,
+        env={"GREETING": "hi"},
+        working_dir=str(daemon.root),
+        params={"keys": "GREETING,NOTIFY_SOCKET"},
+    )
     daemon.start()
     daemon.wait_state("env", "COMPLETED")
     lines = daemon.ctl("logs", "env").stdout.splitlines()

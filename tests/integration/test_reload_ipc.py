@@ -31,9 +31,11 @@ def test_reload_applies_only_the_difference(daemon: Daemon) -> None:
     assert "1 unchanged" in out
     daemon.wait_state("new", "RUNNING")
     changed = wait_for(
-        lambda: (st := daemon.status("change"))["state"] == "RUNNING"
-        and st["pid"] != pids["change"]
-        and st
+        lambda: (
+            (st := daemon.status("change"))["state"] == "RUNNING"
+            and st["pid"] != pids["change"]
+            and st
+        )
     )
     assert changed["tags"] == ["edited"]
     assert daemon.status("keep")["pid"] == pids["keep"]
@@ -124,10 +126,16 @@ def test_garbage_and_stalled_ipc_clients_do_not_disturb_the_daemon(daemon: Daemo
 
 
 def test_logs_are_rotated_so_disk_use_stays_bounded(daemon: Daemon) -> None:
-    daemon.workload("spew", "spew_no_newline", log_max_bytes=256 * 1024, log_backups=2,
-                    params={"total_mb": 4})
-    daemon.workload("chat", "chatter", params={"lines": 20000, "size": 60},
-                    log_max_bytes=128 * 1024, log_backups=1)
+    daemon.workload(
+        "spew", "spew_no_newline", log_max_bytes=256 * 1024, log_backups=2, params={"total_mb": 4}
+    )
+    daemon.workload(
+        "chat",
+        "chatter",
+        params={"lines": 20000, "size": 60},
+        log_max_bytes=128 * 1024,
+        log_backups=1,
+    )
     daemon.start()
 
     def files(name: str) -> list[Path]:
@@ -145,16 +153,21 @@ def test_logs_are_rotated_so_disk_use_stays_bounded(daemon: Daemon) -> None:
     assert len(tail) == 3 and tail[-1].endswith("x" * 60)
 
 
-def test_a_cron_tick_runs_the_agent_and_it_waits_for_the_next(daemon: Daemon,
-                                                               tmp_path: Path) -> None:
+def test_a_cron_tick_runs_the_agent_and_it_waits_for_the_next(
+    daemon: Daemon, tmp_path: Path
+) -> None:
     marker = tmp_path / "ticks.txt"
-    daemon.workload("agent", "count_run", type="agent", schedule="* * * * * */2",
-                    params={"marker": str(marker)})
+    daemon.workload(
+        "agent", "count_run", type="agent", schedule="* * * * * */2", params={"marker": str(marker)}
+    )
     daemon.start()
     st = daemon.wait_state("agent", "SCHEDULED")
     assert st["next_run_at"] is not None
-    wait_for(lambda: marker.exists() and len(marker.read_text().split()) >= 2, timeout=30,
-             what="two cron ticks")
+    wait_for(
+        lambda: marker.exists() and len(marker.read_text().split()) >= 2,
+        timeout=30,
+        what="two cron ticks",
+    )
     st = daemon.wait_state("agent", "SCHEDULED", "RUNNING")
     assert st["runs"] >= 2
 

@@ -78,7 +78,10 @@ def test_workload_examples_in_the_docs_are_valid() -> None:
         ("@hourly", True),
         ("61 * * * *", False),
         ("* * * *", False),
-        ("* * * * * *", False),
+        ("* * * * * */10", True),  # sixth field: seconds
+        ("* * * * * 61", False),
+        ("* * * * * * 2030", False),  # no years
+        ("0 0 30 2 *", False),  # valid fields, but February 30th never comes
         ("every minute", False),
     ],
 )

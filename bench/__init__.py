@@ -1,0 +1,1 @@
+"""Benchmarks: Master Control against supervisord (see bench/RESULTS.md)."""
