@@ -158,8 +158,12 @@ def start_child(
 @functools.cache
 def _prctl() -> Callable[..., int]:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    prctl: Callable[..., int] = libc.prctl
-    return prctl
+    prctl = libc.prctl
+    # The kernel reads arguments 2-5 as unsigned long: pass them at that width, not as int.
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    prctl.restype = ctypes.c_int
+    func: Callable[..., int] = prctl
+    return func
 
 
 class _SetupError(Exception):
