@@ -72,7 +72,7 @@ class MasterLoop:
         self.done = False
         self.exit_deadline: float | None = None
         self.config_problems: list[str] = []
-        self._registered: dict[int, str] = {}  # fd -> "signal" | "listener" | "conn" | "pipe"
+        self._registered: dict[int, tuple[str, object]] = {}  # fd -> (kind, owning object)
         self._conn_write: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -156,28 +156,37 @@ class MasterLoop:
             self._check_shutdown_done()
 
     def _sync_registrations(self) -> None:
-        """Make the selector watch exactly the fds that exist now (cheap set arithmetic)."""
-        want: dict[int, str] = {self.signals.read_fd: "signal", self.control.fileno(): "listener"}
+        """Make the selector watch exactly the fds that exist now (cheap set arithmetic).
+
+        Each fd comes with the object that owns it. A closed fd drops out of epoll by itself,
+        and its number is soon reused (a new connection, the next run's pipe): comparing owners,
+        not numbers, is what registers the newcomer instead of trusting a dead registration.
+        """
+        want: dict[int, tuple[str, object]] = {
+            self.signals.read_fd: ("signal", self.signals),
+            self.control.fileno(): ("listener", self.control.listener),
+        }
         for fd, conn in self.control.conns.items():
             if not conn.closing or conn.outbuf:
-                want[fd] = "conn"
-        for fd in self.supervisor.pipes:
-            want[fd] = "pipe"
-        for fd in set(self._registered) - set(want):
-            try:
-                self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-            del self._registered[fd]
-            self._conn_write.discard(fd)
+                want[fd] = ("conn", conn)
+        for fd, pipe in self.supervisor.pipes.items():
+            want[fd] = ("pipe", pipe)
+        for fd, (kind, owner) in list(self._registered.items()):
+            if want.get(fd, (None, None))[1] is not owner:
+                try:
+                    self.selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+                del self._registered[fd]
+                self._conn_write.discard(fd)
         writable = set(self.control.write_fds())
-        for fd, kind in want.items():
+        for fd, (kind, owner) in want.items():
             events = selectors.EVENT_READ
             if kind == "conn" and fd in writable:
                 events |= selectors.EVENT_WRITE
             if fd not in self._registered:
                 self.selector.register(fd, events, kind)
-                self._registered[fd] = kind
+                self._registered[fd] = (kind, owner)
             elif kind == "conn" and (fd in self._conn_write) != (fd in writable):
                 self.selector.modify(fd, events, kind)
             if kind == "conn":

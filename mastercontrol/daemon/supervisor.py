@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +65,14 @@ def killpg(pgid: int, signum: int) -> None:
         log.warning("cannot signal process group %d: %s", pgid, exc)
 
 
+@dataclass(eq=False)
+class OutputPipe:
+    """The read end of one run's output pipe. A new object per run: fd numbers get reused, and
+    the loop's selector must tell a new pipe from an old one that had the same number."""
+
+    writer: LogWriter
+
+
 class Supervisor:
     """Owns every Workload. The loop calls: boot, reap, on_timer, commands, shutdown."""
 
@@ -86,7 +95,7 @@ class Supervisor:
         self.master_fds = master_fds
         self.workloads: dict[str, Workload] = {}
         self.logs: dict[str, LogWriter] = {}
-        self.pipes: dict[int, LogWriter] = {}  # child output fd -> its workload's log
+        self.pipes: dict[int, OutputPipe] = {}  # child output fd -> where it goes
         self.shutting_down = False
 
     # ------------------------------------------------------------------ boot and config
@@ -168,7 +177,7 @@ class Supervisor:
         w.started_mono, w.started_wall = now_mono, now_wall
         self.store.set_run_pid(w.run_id, child.pid)
         if child.log_fd is not None:
-            self.pipes[child.log_fd] = self.logs[w.name]
+            self.pipes[child.log_fd] = OutputPipe(self.logs[w.name])
         if cfg.timeout:
             self.timers.schedule(("timeout", w.name), now_mono + cfg.timeout)
         if cfg.run_mode is RunMode.FOREVER and cfg.start_seconds > 0:
@@ -323,7 +332,7 @@ class Supervisor:
             self.timers.cancel((kind, w.name))
         self.workloads.pop(w.name, None)
         writer = self.logs.pop(w.name, None)
-        if writer is not None and writer not in self.pipes.values():
+        if writer is not None and all(p.writer is not writer for p in self.pipes.values()):
             writer.close()
         self.store.forget_workload(w.name)
         log.info("%s: removed", w.name)
@@ -505,9 +514,10 @@ class Supervisor:
 
     def on_pipe_readable(self, fd: int) -> None:
         """Move what a child wrote into its log; EOF closes the pipe."""
-        writer = self.pipes.get(fd)
-        if writer is None:
+        pipe = self.pipes.get(fd)
+        if pipe is None:
             return
+        writer = pipe.writer
         for _ in range(16):  # bounded per wake, so one chatty child cannot starve the loop
             try:
                 data = os.read(fd, 65536)
@@ -520,7 +530,8 @@ class Supervisor:
                 del self.pipes[fd]
                 with contextlib.suppress(OSError):
                     os.close(fd)
-                if writer not in self.logs.values() and writer not in self.pipes.values():
+                in_use = any(p.writer is writer for p in self.pipes.values())
+                if writer not in self.logs.values() and not in_use:
                     writer.close()
                 return
             writer.feed(data)
