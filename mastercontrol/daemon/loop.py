@@ -171,7 +171,7 @@ class MasterLoop:
                 want[fd] = ("conn", conn)
         for fd, pipe in self.supervisor.pipes.items():
             want[fd] = ("pipe", pipe)
-        for fd, (kind, owner) in list(self._registered.items()):
+        for fd, (_kind, owner) in list(self._registered.items()):
             if want.get(fd, (None, None))[1] is not owner:
                 try:
                     self.selector.unregister(fd)

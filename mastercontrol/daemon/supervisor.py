@@ -73,6 +73,16 @@ class OutputPipe:
     writer: LogWriter
 
 
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Supervisor:
     """Owns every Workload. The loop calls: boot, reap, on_timer, commands, shutdown."""
 
@@ -280,7 +290,7 @@ class Supervisor:
         elif kind == "kill" and w.state is S.STOPPING and w.pid is not None:
             log.warning("%s: did not stop in %gs, sending SIGKILL", name, w.cfg.stop_timeout)
             self._transition(w, T.STOP_TIMEOUT, "SIGKILL")
-            self.send_signal(w.pid, signal.SIGKILL)
+            self._signal_live(w, signal.SIGKILL)
 
     # ------------------------------------------------------------------ stopping
 
@@ -292,11 +302,20 @@ class Supervisor:
         self.timers.cancel(("up", w.name))
         self.timers.cancel(("timeout", w.name))
         signum = signal.Signals[f"SIG{w.cfg.stop_signal}"]
-        self.send_signal(w.pid, signum)
+        self._signal_live(w, signum)
         if w.cfg.stop_timeout > 0:
             self.timers.schedule(("kill", w.name), self.clock.monotonic() + w.cfg.stop_timeout)
         else:
-            self.send_signal(w.pid, signal.SIGKILL)
+            self._signal_live(w, signal.SIGKILL)
+
+    def _signal_live(self, w: Workload, signum: int) -> None:
+        """Signal a child that is not reaped yet: its group, or itself if it has no group yet
+        (a stop right after fork, before its setsid). Unreaped, its pid cannot be reused."""
+        assert w.pid is not None
+        self.send_signal(w.pid, signum)
+        if not _group_exists(w.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signum)
 
     def _halt(self, w: Workload, reason: str, then: str | None) -> None:
         """Stop whatever the workload is doing; `then` says what follows once it is idle."""
