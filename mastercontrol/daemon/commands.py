@@ -88,6 +88,7 @@ class Commands:
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")
         log = sup.logs.get(name)
         view["log_dropped_bytes"] = log.dropped_bytes if log is not None else 0
+        view["health"] = self.loop.monitor.health_view(name)
         return view
 
     def cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from mastercontrol.config.load import load_config_dir
 from mastercontrol.config.model import ConfigSet, DaemonConfig
 from mastercontrol.daemon.commands import Commands
 from mastercontrol.daemon.control import ControlServer
+from mastercontrol.daemon.monitor import Monitor
 from mastercontrol.daemon.signals import SignalPipe
 from mastercontrol.daemon.supervisor import SignalSender, Spawner, Supervisor, killpg
 from mastercontrol.daemon.systemd import Notifier
@@ -50,7 +51,9 @@ class MasterLoop:
         notifier: Notifier | None = None,
         send_signal: SignalSender = killpg,
         load_config: Callable[[Path], ConfigSet] = load_config_dir,
+        store_dir: Path | None = None,
     ) -> None:
+        store_dir = store_dir or log_dir
         self.config_dir = config_dir
         self.log_dir = log_dir
         self.clock = clock
@@ -63,6 +66,13 @@ class MasterLoop:
         self.supervisor = Supervisor(
             store, clock, self.timers, log_dir, spawner, send_signal, self.master_fds
         )
+        self.monitor = Monitor(
+            self.supervisor,
+            [str(store_dir), str(log_dir)],
+            daemon_config.daemon.sample_interval,
+        )
+        self.has_health_checks = False
+        self.wakeups = 0  # loop iterations, for `ping` (an idle master should barely wake)
         self.commands = Commands(self)
         self.control = ControlServer(
             socket_path, self.commands.dispatch, daemon_config.daemon.socket_group
@@ -72,8 +82,8 @@ class MasterLoop:
         self.done = False
         self.exit_deadline: float | None = None
         self.config_problems: list[str] = []
-        self._registered: dict[int, tuple[str, object]] = {}  # fd -> (kind, owning object)
-        self._conn_write: set[int] = set()
+        # fd -> (kind, owning object, events)
+        self._registered: dict[int, tuple[str, object, int]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -94,7 +104,10 @@ class MasterLoop:
         for problem in configs.problems:
             log.error("config: %s", problem)
         self.supervisor.boot(dict(configs.workloads))
-        self.timers.schedule(("housekeeping", ""), self.clock.monotonic() + HOUSEKEEPING_INTERVAL)
+        self._note_health_checks()
+        now = self.clock.monotonic()
+        self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
+        self.timers.schedule(("sample", ""), now + min(1.0, self.monitor.interval))
         interval = self.notifier.watchdog_interval()
         if interval:
             self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
@@ -115,6 +128,7 @@ class MasterLoop:
             self.close()
 
     def close(self) -> None:
+        self.monitor.close()
         self.supervisor.kill_all()
         self.supervisor.close_logs()
         self.control.close()
@@ -133,16 +147,20 @@ class MasterLoop:
         ready = self.selector.select(timeout)
         kinds = {key.fd: key.data for key, _ in ready}
         events = {key.fd: ev for key, ev in ready}
+        self.wakeups += 1
 
         reap = False
         for signum in self.signals.drain():
             reap |= self._on_signal(signum)
         if reap:
             self.supervisor.reap()
+            self.monitor.on_sigchld()
         now = self.clock.monotonic()
-        for fd, kind in kinds.items():
+        for fd, (kind, owner) in kinds.items():
             if kind == "pipe":
                 self.supervisor.on_pipe_readable(fd)
+            elif kind == "probe":
+                self.monitor.on_probe_ready(owner)
             elif kind == "listener":
                 self.control.accept(now)
             elif kind == "conn":
@@ -152,6 +170,8 @@ class MasterLoop:
                     self.control.on_writable(fd)
         for key in self.timers.pop_due(self.clock.monotonic()):
             self._on_timer(key)
+        if self.has_health_checks:
+            self.monitor.sync_checks()
         if self.supervisor.shutting_down:
             self._check_shutdown_done()
 
@@ -162,38 +182,35 @@ class MasterLoop:
         and its number is soon reused (a new connection, the next run's pipe): comparing owners,
         not numbers, is what registers the newcomer instead of trusting a dead registration.
         """
-        want: dict[int, tuple[str, object]] = {
-            self.signals.read_fd: ("signal", self.signals),
-            self.control.fileno(): ("listener", self.control.listener),
+        read = selectors.EVENT_READ
+        want: dict[int, tuple[str, object, int]] = {
+            self.signals.read_fd: ("signal", self.signals, read),
+            self.control.fileno(): ("listener", self.control.listener, read),
         }
+        writable = set(self.control.write_fds())
         for fd, conn in self.control.conns.items():
             if not conn.closing or conn.outbuf:
-                want[fd] = ("conn", conn)
+                events = read | (selectors.EVENT_WRITE if fd in writable else 0)
+                want[fd] = ("conn", conn, events)
         for fd, pipe in self.supervisor.pipes.items():
-            want[fd] = ("pipe", pipe)
-        for fd, (_kind, owner) in list(self._registered.items()):
-            if want.get(fd, (None, None))[1] is not owner:
+            want[fd] = ("pipe", pipe, read)
+        for fd, (probe, wants_write) in self.monitor.probe_fds().items():
+            want[fd] = ("probe", probe, selectors.EVENT_WRITE if wants_write else read)
+        for fd, (_kind, owner, _events) in list(self._registered.items()):
+            if want.get(fd, (None, None, 0))[1] is not owner:
                 try:
                     self.selector.unregister(fd)
                 except (KeyError, ValueError):
                     pass
                 del self._registered[fd]
-                self._conn_write.discard(fd)
-        writable = set(self.control.write_fds())
-        for fd, (kind, owner) in want.items():
-            events = selectors.EVENT_READ
-            if kind == "conn" and fd in writable:
-                events |= selectors.EVENT_WRITE
-            if fd not in self._registered:
-                self.selector.register(fd, events, kind)
-                self._registered[fd] = (kind, owner)
-            elif kind == "conn" and (fd in self._conn_write) != (fd in writable):
-                self.selector.modify(fd, events, kind)
-            if kind == "conn":
-                if fd in writable:
-                    self._conn_write.add(fd)
-                else:
-                    self._conn_write.discard(fd)
+        for fd, entry in want.items():
+            kind, owner, events = entry
+            old = self._registered.get(fd)
+            if old is None:
+                self.selector.register(fd, events, (kind, owner))
+            elif old[2] != events:
+                self.selector.modify(fd, events, (kind, owner))
+            self._registered[fd] = entry
 
     # ------------------------------------------------------------------ handlers
 
@@ -222,6 +239,12 @@ class MasterLoop:
             interval = self.notifier.watchdog_interval()
             if interval:
                 self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
+        elif kind == "sample":
+            self.monitor.sample()
+            interval = self.daemon_config.daemon.sample_interval
+            self.timers.schedule(("sample", ""), self.clock.monotonic() + interval)
+        elif kind == "health":
+            self.monitor.on_health_timer(key[1])
         elif kind == "shutdown":
             log.warning("shutdown deadline reached, killing what is left")
             self.supervisor.kill_all()
@@ -244,6 +267,7 @@ class MasterLoop:
             return {"dry_run": True, "plan": self.supervisor.plan(configs.workloads).to_dict()}
         self.notifier.reloading()
         plan = self.supervisor.apply(dict(configs.workloads))
+        self._note_health_checks()
         self.config_problems = []
         self.notifier.ready(self.status_line())
         log.info(
@@ -254,6 +278,12 @@ class MasterLoop:
             len(plan.unchanged),
         )
         return {"dry_run": False, "plan": plan.to_dict()}
+
+    def _note_health_checks(self) -> None:
+        self.has_health_checks = any(
+            (w.pending_cfg or w.cfg).health_check is not None or w.cfg.health_check is not None
+            for w in self.supervisor.workloads.values()
+        ) or bool(self.monitor.checks)
 
     def begin_shutdown(self) -> None:
         if self.supervisor.shutting_down:
@@ -288,4 +318,6 @@ class MasterLoop:
             "config_problems": self.config_problems,
             "shutting_down": self.supervisor.shutting_down,
             "time": time.time(),
+            "wakeups": self.wakeups,
+            "system": self.monitor.system,
         }

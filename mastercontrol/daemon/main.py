@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             spawner=spawn,
             daemon_config=configs.daemon,
             notifier=notifier,
+            store_dir=paths.db_path.parent,
         )
         log.info(
             "config %s, state %s, socket %s, logs %s",

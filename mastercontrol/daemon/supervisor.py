@@ -484,6 +484,12 @@ class Supervisor:
             self._operator_launch(w)
         return {"name": name, "state": w.state, "pid": w.pid}
 
+    def stop_for_limit(self, name: str, reason: str) -> None:
+        """Stop a run that broke a limit (rss_limit, unhealthy); its run mode decides what next."""
+        w = self.workloads.get(name)
+        if w is not None and w.state in (S.STARTING, S.RUNNING):
+            self._stop_process(w, reason, then=None)
+
     # ------------------------------------------------------------------ reload
 
     def plan(self, desired: dict[str, WorkloadConfig]) -> ReloadPlan:

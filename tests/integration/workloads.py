@@ -80,3 +80,25 @@ def print_env(keys: str = "") -> None:
     for key in keys.split(","):
         print(f"{key}={os.environ.get(key)}", flush=True)
     print(f"cwd={os.getcwd()}", flush=True)
+
+
+def listen_forever(port: int) -> None:
+    """A service that is healthy for a TCP probe: it listens on 127.0.0.1:port."""
+    import socket
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(16)
+    while True:
+        conn, _ = srv.accept()
+        conn.close()
+
+
+def grow(megabytes: int) -> None:
+    """Hold `megabytes` of touched memory, then sleep: its RSS stays that high."""
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    print(f"holding {megabytes} MB", flush=True)
+    sleep_forever()

@@ -1,0 +1,178 @@
+"""Health monitoring inside the master: periodic psutil samples, the max_rss_mb cap and
+service health checks.
+
+Owns the samplers, RSS watches, health trackers and probes in flight; it never blocks (probes
+are non-blocking sockets or short-lived children with a pidfd) and never changes workload state
+itself: a limit or a failed check asks the Supervisor to stop the run with a reason
+(`rss_limit`, `unhealthy`), and the run mode decides what follows. Driven by the loop through
+timers ("sample", ("health", name)) and the fds of probes in flight. Imports the stdlib, psutil
+(through metrics) and the package's own modules only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mastercontrol.daemon.healthcheck import HealthTracker, Probe, make_probe, reap_orphans
+from mastercontrol.daemon.metrics import ProcessSampler, RssWatch, system_sample
+from mastercontrol.daemon.supervisor import Supervisor
+from mastercontrol.engine.states import ProcState
+
+log = logging.getLogger("mastercontrol.monitor")
+
+
+@dataclass(eq=False)
+class Check:
+    """One workload's health check: the tracker of the current run and the probe in flight."""
+
+    tracker: HealthTracker
+    pid: int
+    probe: Probe | None = None
+
+
+class Monitor:
+    def __init__(self, supervisor: Supervisor, disk_paths: list[str], interval: float) -> None:
+        self.sup = supervisor
+        self.disk_paths = disk_paths
+        self.interval = interval
+        self.sampler = ProcessSampler()
+        self.rss = RssWatch()
+        self.checks: dict[str, Check] = {}
+        self.system: dict[str, Any] | None = None
+        system_sample([])  # prime psutil's CPU counters so the first real sample means something
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self) -> None:
+        """One sample of every running workload and of the system (one oneshot() per pid)."""
+        live = []
+        now = self.sup.clock.monotonic()
+        for w in self.sup.workloads.values():
+            if w.pid is None or w.state is ProcState.STOPPING:
+                w.metrics = None
+                continue
+            live.append(w.pid)
+            cap = w.cfg.max_rss_mb
+            # The tree walk scans /proc; only workloads with a cap pay for it.
+            sample = self.sampler.sample_tree(w.pid) if cap else self.sampler.sample(w.pid)
+            w.metrics = sample.to_dict() if sample is not None else None
+            if (
+                cap
+                and sample is not None
+                and self.rss.observe(w.name, sample.rss_bytes, cap * 1024 * 1024, now)
+            ):
+                self.rss.forget(w.name)
+                log.warning(
+                    "%s: resident memory %.0f MiB stayed above max_rss_mb %d, restarting",
+                    w.name,
+                    sample.rss_bytes / 2**20,
+                    cap,
+                )
+                self.sup.stop_for_limit(w.name, "rss_limit")
+        self.sampler.prune(live)
+        self.system = system_sample(self.disk_paths).to_dict()
+
+    # ------------------------------------------------------------------ health checks
+
+    def sync_checks(self) -> None:
+        """Follow runs starting and ending: a new RUNNING pid gets a fresh tracker and timer."""
+        now = self.sup.clock.monotonic()
+        for name, w in self.sup.workloads.items():
+            hc = w.cfg.health_check
+            check = self.checks.get(name)
+            running = hc is not None and w.state is ProcState.RUNNING and w.pid is not None
+            if not running:
+                if check is not None:
+                    self._drop(name)
+                continue
+            assert hc is not None and w.pid is not None
+            if check is None or check.pid != w.pid:
+                if check is not None:
+                    self._drop(name)
+                tracker = HealthTracker(hc, now)
+                self.checks[name] = Check(tracker, w.pid)
+                self.sup.timers.schedule(("health", name), tracker.next_probe_due())
+        for name in list(self.checks):
+            if name not in self.sup.workloads:
+                self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        check = self.checks.pop(name, None)
+        self.sup.timers.cancel(("health", name))
+        if check is not None and check.probe is not None:
+            check.probe.close()
+
+    def on_health_timer(self, name: str) -> None:
+        check = self.checks.get(name)
+        if check is None:
+            return
+        now = self.sup.clock.monotonic()
+        probe = check.probe
+        if probe is None:
+            probe = make_probe(check.tracker.check)
+            check.probe = probe
+            result = probe.start(now)
+        else:
+            result = probe.poll(now) if probe.poll_interval is not None else None
+            if result is None and now >= probe.deadline:
+                result = probe.on_timeout(now)
+        if result is None:
+            wake = probe.deadline
+            if probe.poll_interval is not None:
+                wake = min(wake, now + probe.poll_interval)
+            self.sup.timers.schedule(("health", name), wake)
+        else:
+            self._finish(name, check, result)
+
+    def probe_fds(self) -> dict[int, tuple[Probe, bool]]:
+        """fd -> (probe, wants_write) for every probe in flight that has one."""
+        fds: dict[int, tuple[Probe, bool]] = {}
+        for check in self.checks.values():
+            probe = check.probe
+            if probe is not None:
+                fd = probe.fileno()
+                if fd is not None:
+                    fds[fd] = (probe, probe.wants_write())
+        return fds
+
+    def on_probe_ready(self, probe: Probe) -> None:
+        for name, check in list(self.checks.items()):
+            if check.probe is probe:
+                result = probe.on_ready(self.sup.clock.monotonic())
+                if result is not None:
+                    self._finish(name, check, result)
+                return
+
+    def _finish(self, name: str, check: Check, result: Any) -> None:
+        assert check.probe is not None
+        check.probe.close()
+        check.probe = None
+        now = self.sup.clock.monotonic()
+        if check.tracker.record(result, now):
+            log.warning(
+                "%s: health check failed %d times (%s), restarting",
+                name,
+                check.tracker.check.failures,
+                result.message,
+            )
+            self._drop(name)
+            self.sup.stop_for_limit(name, "unhealthy")
+            return
+        if not result.healthy:
+            log.info("%s: health check failed: %s", name, result.message)
+        self.sup.timers.schedule(("health", name), check.tracker.next_probe_due())
+
+    def on_sigchld(self) -> None:
+        reap_orphans()
+
+    def health_view(self, name: str) -> dict[str, Any] | None:
+        check = self.checks.get(name)
+        return check.tracker.to_dict() if check is not None else None
+
+    def close(self) -> None:
+        for name in list(self.checks):
+            with contextlib.suppress(Exception):
+                self._drop(name)
