@@ -221,7 +221,7 @@ class Supervisor:
         assert cfg.schedule is not None
         if w.planner is None or w.planner.expr != cfg.schedule:
             last = self.store.get_last_tick(w.name) if catch_up else None
-            w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up.value)
+            w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up)
         now_wall = self.clock.wall()
         if catch_up:
             decision = w.planner.due(now_wall)
@@ -439,7 +439,7 @@ class Supervisor:
         if w.cfg.run_mode is RunMode.SCHEDULE:
             # start = run now, and keep the schedule going
             if w.planner is None:
-                w.planner = TickPlanner(w.cfg.schedule or "", None, w.cfg.catch_up.value)
+                w.planner = TickPlanner(w.cfg.schedule or "", None, w.cfg.catch_up)
             self._arm_timer(w)
         self._launch(w, T.START)
 
