@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ class OutputPipe:
     the loop's selector must tell a new pipe from an old one that had the same number."""
 
     writer: LogWriter
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _group_exists(pgid: int) -> bool:
@@ -222,15 +227,8 @@ class Supervisor:
         if w.planner is None or w.planner.expr != cfg.schedule:
             last = self.store.get_last_tick(w.name) if catch_up else None
             w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up)
-        now_wall = self.clock.wall()
         if catch_up:
-            decision = w.planner.due(now_wall)
-            if decision.missed:
-                self.store.record_event(
-                    w.name, "ticks_missed", now_wall, f"{decision.missed} ticks missed while down"
-                )
-            if decision.run:
-                self._tick(w, decision.tick)
+            self._handle_due(w, "while the daemon was down")
         self._arm_timer(w)
 
     def _arm_timer(self, w: Workload) -> None:
@@ -243,19 +241,28 @@ class Supervisor:
     def _on_tick_timer(self, w: Workload) -> None:
         if w.planner is None or w.operator_stopped or not w.cfg.enabled:
             return
-        decision = w.planner.due(self.clock.wall())
-        if decision.missed:
-            self.store.record_event(
-                w.name, "ticks_missed", self.clock.wall(), f"{decision.missed} ticks missed"
-            )
-        if decision.run:
-            self._tick(w, decision.tick)
+        self._handle_due(w, "")
         self._arm_timer(w)
 
-    def _tick(self, w: Workload, tick: float | None) -> None:
+    def _handle_due(self, w: Workload, why: str) -> None:
+        """Ask the planner what is due now: record missed ticks, run at most once."""
+        assert w.planner is not None
         now = self.clock.wall()
-        if tick is not None:
-            self.store.set_last_tick(w.name, tick)
+        decision = w.planner.due(now)
+        if decision.tick is not None:
+            # Persisted for every handled tick (run or missed), so a restart's catch-up only
+            # counts what really came due while the daemon was down.
+            self.store.set_last_tick(w.name, decision.tick)
+        if decision.missed:
+            detail = f"{decision.missed} ticks missed" + (f" {why}" if why else "")
+            self.store.record_event(w.name, "ticks_missed", now, detail)
+        if decision.reanchored:
+            log.warning("%s: wall clock went back; schedule re-anchored", w.name)
+        if decision.run:
+            self._tick(w)
+
+    def _tick(self, w: Workload) -> None:
+        now = self.clock.wall()
         if w.state in ACTIVE:
             w.skipped_ticks += 1
             self.store.record_event(
@@ -565,8 +572,17 @@ class Supervisor:
 
     def close_logs(self) -> None:
         for fd in list(self.pipes):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            # What the children wrote last is still in the pipe: keep it.
+            for _ in range(64):
+                if fd not in self.pipes:
+                    break
+                self.on_pipe_readable(fd)
+                if fd in self.pipes and not _readable(fd):
+                    break
+            if fd in self.pipes:  # not closed at EOF above (never close a number twice)
+                del self.pipes[fd]
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self.pipes.clear()
         for writer in self.logs.values():
             writer.flush_partial()
