@@ -30,7 +30,7 @@ from mastercontrol.daemon.supervisor import SignalSender, Spawner, Supervisor, k
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.timers import TimerHeap
-from mastercontrol.errors import IPCError
+from mastercontrol.errors import IPCError, StoreError
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger("mastercontrol.loop")
@@ -103,7 +103,8 @@ class MasterLoop:
         self.config_problems = list(configs.problems)
         for problem in configs.problems:
             log.error("config: %s", problem)
-        self.supervisor.boot(dict(configs.workloads))
+        with self.supervisor.store.batch():
+            self.supervisor.boot(dict(configs.workloads))
         self._note_health_checks()
         now = self.clock.monotonic()
         self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
@@ -145,9 +146,17 @@ class MasterLoop:
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
         ready = self.selector.select(timeout)
+        self.wakeups += 1
+        try:
+            with self.supervisor.store.batch():  # one commit (one fsync) per wake
+                self._handle(ready)
+        except StoreError as exc:
+            log.error("state database commit failed, supervision continues: %s", exc)
+
+    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Everything one wake brings, in the fixed order: signals, reap, fds, timers."""
         kinds = {key.fd: key.data for key, _ in ready}
         events = {key.fd: ev for key, ev in ready}
-        self.wakeups += 1
 
         reap = False
         for signum in self.signals.drain():

@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.logfile import LogWriter
@@ -30,10 +30,11 @@ from mastercontrol.engine.planner import ReloadPlan, plan_reload
 from mastercontrol.engine.schedule import TickPlanner, wall_to_monotonic_deadline
 from mastercontrol.engine.states import ACTIVE, ProcState, Trigger, next_state
 from mastercontrol.engine.timers import TimerHeap
-from mastercontrol.errors import IPCError
+from mastercontrol.errors import IPCError, StoreError
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger("mastercontrol.supervisor")
+_T = TypeVar("_T")
 
 S = ProcState
 T = Trigger
@@ -112,13 +113,15 @@ class Supervisor:
         self.logs: dict[str, LogWriter] = {}
         self.pipes: dict[int, OutputPipe] = {}  # child output fd -> where it goes
         self.shutting_down = False
+        self.store_errors = 0
+        self._store_warned = -1e9
 
     # ------------------------------------------------------------------ boot and config
 
     def boot(self, configs: dict[str, WorkloadConfig]) -> None:
         """Take over after a (re)start: close runs a dead daemon left open, start everything."""
         now = self.clock.wall()
-        for name, run_id, pid in self.store.close_orphan_runs(now):
+        for name, run_id, pid in self._save(self.store.close_orphan_runs, now) or []:
             log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
             if pid is not None:
                 # Its leader died with the old master (PDEATHSIG); its process group may
@@ -127,7 +130,7 @@ class Supervisor:
         rows = self.store.workload_rows()
         for name in sorted(rows):
             if name not in configs:
-                self.store.forget_workload(name)
+                self._save(self.store.forget_workload, name)
         for name in sorted(configs):
             self._add(configs[name])
 
@@ -139,7 +142,9 @@ class Supervisor:
         )
         w.runs = self.store.runs_started(cfg.name)
         w.operator_stopped = cfg.name in self.store.operator_stopped_names()
-        self.store.record_transition(cfg.name, None, S.STOPPED, "loaded", self.clock.wall())
+        self._save(
+            self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
+        )
         self._activate(w, catch_up=True)
         return w
 
@@ -155,12 +160,40 @@ class Supervisor:
             if w.state is not S.STARTING and w.state is not S.RUNNING:
                 self._transition(w, T.WAIT_TICK, "waiting for the next tick")
 
+    # ------------------------------------------------------------------ the store
+
+    def _save(self, write: Callable[..., _T], *args: Any) -> _T | None:
+        """Run one store write; a failing database (full disk, I/O error) is logged, counted
+        and survived: supervision goes on with history incomplete rather than stopping."""
+        try:
+            return write(*args)
+        except StoreError as exc:
+            self.store_errors += 1
+            now = self.clock.monotonic()
+            if now - self._store_warned >= 60:
+                self._store_warned = now
+                log.error(
+                    "state database write failed (%d so far), supervision continues: %s",
+                    self.store_errors,
+                    exc,
+                )
+            return None
+
     # ------------------------------------------------------------------ transitions
 
     def _transition(self, w: Workload, trigger: Trigger, detail: str | None = None) -> None:
         old = w.state
         new = next_state(old, trigger)
-        self.store.record_transition(w.name, old, new, trigger, self.clock.wall(), detail, w.pid)
+        self._save(
+            self.store.record_transition,
+            w.name,
+            old,
+            new,
+            trigger,
+            self.clock.wall(),
+            detail,
+            w.pid,
+        )
         w.state = new
         log.debug("%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" if detail else "")
 
@@ -175,22 +208,26 @@ class Supervisor:
             return
         self._transition(w, trigger)  # -> STARTING
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
-        # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat an n_times run.
-        w.run_id = self.store.begin_run(w.name, now_wall)
-        w.runs += 1
-        w.stop_reason = None
+        w.stop_reason, w.run_id = None, None
         try:
+            # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run. If
+            # it cannot be recorded (disk full, I/O error), the run does not happen.
+            w.run_id = self.store.begin_run(w.name, now_wall)
+            w.runs += 1
             child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
-        except OSError as exc:
-            log.error("%s: cannot spawn: %s", w.name, exc)
-            self.store.end_run(w.run_id, now_wall, None, None, "spawn_failed", str(exc))
+        except (OSError, StoreError) as exc:
+            log.error("%s: cannot start a run: %s", w.name, exc)
+            if w.run_id is not None:
+                self._save(
+                    self.store.end_run, w.run_id, now_wall, None, None, "spawn_failed", str(exc)
+                )
             w.run_id = None
             self._transition(w, T.SPAWN_FAILED, str(exc))
             self._schedule_retry(w)
             return
         w.process, w.pid = child, child.pid
         w.started_mono, w.started_wall = now_mono, now_wall
-        self.store.set_run_pid(w.run_id, child.pid)
+        self._save(self.store.set_run_pid, w.run_id, child.pid)
         if child.log_fd is not None:
             self.pipes[child.log_fd] = OutputPipe(self.logs[w.name])
         if cfg.timeout:
@@ -252,10 +289,10 @@ class Supervisor:
         if decision.tick is not None:
             # Persisted for every handled tick (run or missed), so a restart's catch-up only
             # counts what really came due while the daemon was down.
-            self.store.set_last_tick(w.name, decision.tick)
+            self._save(self.store.set_last_tick, w.name, decision.tick)
         if decision.missed:
             detail = f"{decision.missed} ticks missed" + (f" {why}" if why else "")
-            self.store.record_event(w.name, "ticks_missed", now, detail)
+            self._save(self.store.record_event, w.name, "ticks_missed", now, detail)
         if decision.reanchored:
             log.warning("%s: wall clock went back; schedule re-anchored", w.name)
         if decision.run:
@@ -265,8 +302,12 @@ class Supervisor:
         now = self.clock.wall()
         if w.state in ACTIVE:
             w.skipped_ticks += 1
-            self.store.record_event(
-                w.name, "tick_skipped", now, f"previous run (pid {w.pid}) still {w.state}"
+            self._save(
+                self.store.record_event,
+                w.name,
+                "tick_skipped",
+                now,
+                f"previous run (pid {w.pid}) still {w.state}",
             )
             log.warning("%s: tick skipped, previous run still going", w.name)
             return
@@ -360,7 +401,7 @@ class Supervisor:
         writer = self.logs.pop(w.name, None)
         if writer is not None and all(p.writer is not writer for p in self.pipes.values()):
             writer.close()
-        self.store.forget_workload(w.name)
+        self._save(self.store.forget_workload, w.name)
         log.info("%s: removed", w.name)
 
     # ------------------------------------------------------------------ exits
@@ -386,8 +427,14 @@ class Supervisor:
         # Anything the run left behind in its process group goes with it.
         self.send_signal(pid, signal.SIGKILL)
         if w.run_id is not None:
-            self.store.end_run(
-                w.run_id, now_wall, status.exit_code, status.signal, status.reason, status.text
+            self._save(
+                self.store.end_run,
+                w.run_id,
+                now_wall,
+                status.exit_code,
+                status.signal,
+                status.reason,
+                status.text,
             )
         for kind in ("up", "timeout", "kill"):
             self.timers.cancel((kind, w.name))
@@ -438,7 +485,7 @@ class Supervisor:
 
     def _operator_launch(self, w: Workload) -> None:
         if w.state is S.COMPLETED:
-            self.store.reset_runs(w.name)  # a new batch of max_runs
+            self._save(self.store.reset_runs, w.name)  # a new batch of max_runs
             w.runs = 0
         w.failures = 0
         self.timers.cancel(("retry", w.name))
@@ -456,7 +503,7 @@ class Supervisor:
             raise IPCError("shutting_down", "the daemon is shutting down")
         if w.operator_stopped:
             w.operator_stopped = False
-            self.store.set_operator_stopped(name, False)
+            self._save(self.store.set_operator_stopped, name, False)
         if w.state in ACTIVE:
             if w.state is S.STOPPING:
                 w.then = "start"
@@ -470,7 +517,7 @@ class Supervisor:
     def stop(self, name: str) -> dict[str, Any]:
         w = self.get(name)
         w.operator_stopped = True
-        self.store.set_operator_stopped(name, True)
+        self._save(self.store.set_operator_stopped, name, True)
         if w.state in (S.STOPPED, S.COMPLETED):
             return {"name": name, "state": w.state, "message": "not running"}
         self._halt(w, "stopped", then=None)
@@ -484,7 +531,7 @@ class Supervisor:
             raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
         if w.operator_stopped:
             w.operator_stopped = False
-            self.store.set_operator_stopped(name, False)
+            self._save(self.store.set_operator_stopped, name, False)
         if w.state in ACTIVE:
             self._halt(w, "stopped", then="start")
         else:

@@ -11,9 +11,10 @@ engine (states are plain strings here, ProcState values fit), daemon or API.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -111,12 +112,44 @@ class Store:
         self._conn = conn
         # Only for updated_at of writes whose caller passes no time (display only).
         self._wall_clock = wall_clock
+        self._batching = False
 
     # -- plumbing --------------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """Group writes into one commit; re-entrant (nested blocks join the outer one)."""
         return transaction(self._conn)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group everything one loop step writes into one commit: one fsync, not one per write.
+
+        `begin_run` inside a batch commits at once (everything so far included) and opens the
+        batch again, so a run is still durable before its fork. Re-entrant: joins an open one.
+        If the batch cannot begin (locked or broken file), the block runs anyway with each write
+        on its own; the block's work is never skipped for the database's sake. A failing commit
+        rolls the batch back and raises StoreError after the block has run.
+        """
+        if self._conn.in_transaction:
+            yield
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            yield
+            return
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise StoreError(f"state database write failed: {exc}") from exc
 
     @property
     def in_transaction(self) -> bool:
@@ -229,8 +262,11 @@ class Store:
         """Insert a run (pid NULL) and count it, committed durably before returning its id.
 
         Called before the fork, so an n_times run counts even if the daemon dies right after.
-        Raises StoreError inside an open transaction: joining it would delay the commit.
+        Inside a `batch()` it commits the batch so far and reopens it; inside any other open
+        transaction it raises StoreError: joining it would delay the commit.
         """
+        if self._batching:
+            return self._begin_run_in_batch(name, at)
         if self._conn.in_transaction:
             raise StoreError(
                 "begin_run must not be called inside an open transaction: the run has to be "
@@ -252,6 +288,29 @@ class Store:
         if run_id is None:  # pragma: no cover - the INSERT ... SELECT always finds the row
             raise StoreError(f"could not record a run of {name}")
         return run_id
+
+    def _begin_run_in_batch(self, name: str, at: float) -> int:
+        try:
+            self._ensure_row(name, at)
+            cur = self._conn.execute(
+                "INSERT INTO runs (workload, generation, started_at) "
+                "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
+                (at, name),
+            )
+            self._conn.execute(
+                "UPDATE workloads SET runs_started = runs_started + 1, "
+                "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
+                (at, name),
+            )
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not record a run of {name}: {exc}") from exc
+        finally:
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN IMMEDIATE")
+        if cur.lastrowid is None:  # pragma: no cover - the INSERT ... SELECT always finds the row
+            raise StoreError(f"could not record a run of {name}")
+        return cur.lastrowid
 
     def set_run_pid(self, run_id: int, pid: int) -> None:
         with self.transaction():

@@ -309,3 +309,22 @@ def test_database_is_sound_after_many_writes(store: Store, db_path: Path) -> Non
     assert reader.execute("PRAGMA foreign_key_check").fetchall() == []
     reader.close()
     assert sum(r.runs_total for r in store.workload_rows().values()) == 200
+
+
+def test_batch_commits_once_but_begin_run_is_durable_at_once(tmp_path: Path) -> None:
+    store, _ = open_store(tmp_path / "batch.db", T0)
+    reader = sqlite3.connect(tmp_path / "batch.db")
+    try:
+        with store.batch():
+            store.record_transition("svc", None, "STARTING", "start", T0)
+            run_id = store.begin_run("svc", T0)
+            # The run, and what came before it, are committed before the fork would happen.
+            assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+            assert reader.execute("SELECT state FROM workloads").fetchone()[0] == "STARTING"
+            store.record_transition("svc", "STARTING", "RUNNING", "up", T0 + 1)
+            assert reader.execute("SELECT state FROM workloads").fetchone()[0] == "STARTING"
+        assert reader.execute("SELECT state FROM workloads").fetchone()[0] == "RUNNING"
+        assert store.runs_started("svc") == 1 and run_id > 0
+    finally:
+        reader.close()
+        store.close()
