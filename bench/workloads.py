@@ -1,0 +1,45 @@
+"""Workload functions the benchmark runs under both supervisors: the same code for each.
+
+Master Control calls them in a forked child (module + entry_point); supervisord runs
+`python -c 'import bench.workloads as w; w.NAME()'`. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+# Bounded so a workload a broken bench run forgot cannot live forever.
+IDLE_MAX_SECONDS = 3600.0
+
+
+def _mark(path: str) -> None:
+    """Append one byte to path: "this run reached workload code" (atomic with O_APPEND)."""
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
+
+
+def idle(ready_path: str = "", seconds: float = IDLE_MAX_SECONDS) -> None:
+    """A long-running service that does nothing: marks ready_path once, then sleeps."""
+    _mark(ready_path)
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 60.0))
+
+
+def churn(counter_path: str = "", sleep: float = 0.0) -> None:
+    """Record one start (one byte appended to counter_path), then exit at once.
+
+    Counting starts in a file the workload writes itself measures both supervisors the same
+    way, independent of what each reports about restarts.
+    """
+    _mark(counter_path)
+    if sleep > 0:
+        time.sleep(sleep)
