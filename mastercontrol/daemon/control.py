@@ -28,7 +28,7 @@ log = logging.getLogger("mastercontrol.control")
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one request line (config uploads are the largest)
 MAX_REPLY_BACKLOG = 16 * 1024 * 1024  # unread replies before a client is dropped
 MAX_CONNECTIONS = 64
-IDLE_TIMEOUT = 300.0  # seconds a connection may sit with a half-sent request
+IDLE_TIMEOUT = 60.0  # seconds a connection may sit with a half-sent request or unread reply
 
 Dispatch = Callable[[str, dict[str, Any]], Any]
 
@@ -121,11 +121,25 @@ class ControlServer:
                 return
             sock.setblocking(False)
             conn = Connection(sock, now)
-            if len(self.conns) >= MAX_CONNECTIONS:
+            if len(self.conns) >= MAX_CONNECTIONS and not self._evict_idle():
                 err = IPCError("busy", f"too many connections (max {MAX_CONNECTIONS})")
                 conn.outbuf += encode_reply(error=err)
                 conn.closing = True
             self.conns[sock.fileno()] = conn
+
+    def _evict_idle(self) -> bool:
+        """Make room for a newcomer by dropping the client silent the longest with nothing in
+        flight (no half-sent request, no unread reply): silent clients cannot lock the operator
+        out. False if every connection is mid-request or mid-reply; then the newcomer waits."""
+        idle = [
+            (c.last_active, fd)
+            for fd, c in self.conns.items()
+            if not c.inbuf and not c.outbuf and not c.closing
+        ]
+        if not idle:
+            return False
+        self._close(min(idle)[1])
+        return True
 
     def on_readable(self, fd: int, now: float) -> None:
         conn = self.conns.get(fd)

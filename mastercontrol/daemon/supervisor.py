@@ -210,9 +210,8 @@ class Supervisor:
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
         w.stop_reason, w.run_id = None, None
         try:
-            # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run. If
-            # it cannot be recorded (disk full, I/O error), the run does not happen.
-            w.run_id = self.store.begin_run(w.name, now_wall)
+            # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run.
+            w.run_id = self._record_run_start(w, now_wall)
             w.runs += 1
             child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
         except (OSError, StoreError) as exc:
@@ -238,6 +237,14 @@ class Supervisor:
             # Run-to-completion workloads have no "quick failure": they are up at once.
             self._transition(w, T.UP)  # STARTING -> RUNNING
         log.info("%s: started pid %d (run %d)", w.name, child.pid, w.run_id)
+
+    def _record_run_start(self, w: Workload, at: float) -> int | None:
+        """The run's durable row. If the database cannot take it (disk full, I/O error), an
+        n_times run does not happen (its count must stay exact); a service or an agent runs
+        anyway, unrecorded: keeping it up matters more than its history."""
+        if w.cfg.run_mode is RunMode.N_TIMES:
+            return self.store.begin_run(w.name, at)
+        return self._save(self.store.begin_run, w.name, at)
 
     def _schedule_retry(self, w: Workload) -> None:
         """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import socket
 
-import pytest
-
 from tests.faults.probes import ipc
 from tests.integration.harness import Daemon, pid_alive, wait_for
 
@@ -18,6 +16,13 @@ def _connect(daemon: Daemon) -> socket.socket:
     s.connect(str(daemon.socket_path))
     s.settimeout(10)
     return s
+
+
+def _pings(daemon: Daemon) -> bool:
+    try:
+        return bool(ipc(daemon, "ping")["ok"])
+    except OSError:
+        return False
 
 
 def test_silent_connections_do_not_disturb_the_running_workloads(daemon: Daemon) -> None:
@@ -33,17 +38,11 @@ def test_silent_connections_do_not_disturb_the_running_workloads(daemon: Daemon)
     finally:
         for s in silent:
             s.close()
-    # Once they hang up, everyone is served again.
-    wait_for(lambda: ipc(daemon, "ping")["ok"], what="daemon answers after the silent clients")
+    # Once they hang up, everyone is served again (a connect may first meet a full backlog).
+    wait_for(lambda: _pings(daemon), what="daemon answers after the silent clients")
     assert daemon.status("svc")["pid"] == pid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: connections that never send count against MAX_CONNECTIONS forever "
-    "(ControlServer.expire only drops connections with buffered data), so 64 silent "
-    "clients lock the CLI out",
-)
 def test_silent_connections_held_open_do_not_lock_out_the_cli(daemon: Daemon) -> None:
     daemon.workload("svc", "sleep_forever")
     daemon.start()
