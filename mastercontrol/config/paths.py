@@ -8,6 +8,7 @@ created here. Imports only the standard library.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,4 +95,22 @@ def resolve_paths(
         db_path=pick(db_path, "MCTL_DB_PATH", systemd.db_path),
         socket_path=pick(socket_path, "MCTL_SOCKET_PATH", systemd.socket_path),
         log_dir=pick(log_dir, "MCTL_LOG_DIR", systemd.log_dir),
+    )
+
+
+def add_path_options(parser: argparse.ArgumentParser) -> None:
+    """The four path options shared by mastercontrold and mastercontrol-ctl."""
+    parser.add_argument("--config-dir", metavar="DIR", help="workload YAML files and daemon.yaml")
+    parser.add_argument("--db-path", metavar="FILE", help="the sqlite state database")
+    parser.add_argument("--socket-path", metavar="FILE", help="the IPC Unix socket")
+    parser.add_argument("--log-dir", metavar="DIR", help="workload logs and mastercontrold.log")
+
+
+def paths_from_args(args: argparse.Namespace) -> Paths:
+    """The paths the shared options (and the environment) name."""
+    return resolve_paths(
+        config_dir=args.config_dir,
+        db_path=args.db_path,
+        socket_path=args.socket_path,
+        log_dir=args.log_dir,
     )

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mastercontrol import __version__
-from mastercontrol.config.load import load_config_dir
-from mastercontrol.config.paths import Paths
+from mastercontrol.config.paths import Paths, add_path_options, paths_from_args
 from mastercontrol.ctl import follow, render
 from mastercontrol.ctl.client import ControlClient, DaemonUnreachable
-from mastercontrol.daemon.main import add_path_options, paths_from_args
 from mastercontrol.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -163,6 +161,8 @@ class Ctl:
 
     def cmd_list(self, args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {"tag": args.tag} if args.tag else {}
+        if args.json:
+            kwargs["metrics"] = True  # fresh CPU/memory samples; the table does not show them
         result = self.client.call("list", **kwargs)
         if args.json:
             self.out(json.dumps(result, indent=2, sort_keys=True))
@@ -253,7 +253,7 @@ class Ctl:
     def cmd_top(self, args: argparse.Namespace) -> int:
         count = 0
         while True:
-            result = self.client.call("list")
+            result = self.client.call("list", metrics=True)
             ws = result["workloads"]
             rows = []
             for w in ws:
@@ -292,6 +292,10 @@ class Ctl:
     # ------------------------------------------------------------------ offline
 
     def cmd_validate(self, args: argparse.Namespace) -> int:
+        # Imported here: the config loader pulls in yaml and croniter, which the commands that
+        # only talk to the daemon do not need (they start in a fraction of the time).
+        from mastercontrol.config.load import load_config_dir
+
         configs = load_config_dir(self.paths.config_dir)
         for problem in configs.problems:
             self.out(problem)
@@ -301,6 +305,7 @@ class Ctl:
         return EXIT_OK
 
     def cmd_run(self, args: argparse.Namespace) -> int:
+        from mastercontrol.config.load import load_config_dir
         from mastercontrol.daemon.oneshot import run_foreground
         from mastercontrol.daemon.spawn import ChildSpec
 

@@ -74,6 +74,11 @@ class Commands:
         tag = args.get("tag")
         if tag is not None and not isinstance(tag, str):
             raise IPCError("bad_request", "'tag' must be a string")
+        metrics = args.get("metrics", False)
+        if not isinstance(metrics, bool):
+            raise IPCError("bad_request", "'metrics' must be true or false")
+        if metrics:
+            self.loop.monitor.refresh()
         views = self._views()
         if tag:
             views = [v for v in views if tag in v["tags"]]
@@ -83,6 +88,7 @@ class Commands:
         name = _name(args)
         sup = self.loop.supervisor
         w = sup.get(name)
+        self.loop.monitor.refresh()
         view = workload_view(w, self.loop.clock.monotonic(), self.loop.clock.wall())
         view["recent_runs"] = [asdict(r) for r in sup.store.recent_runs(name, limit=10)]
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")

@@ -100,6 +100,8 @@ class MasterLoop:
     def start(self, configs: ConfigSet) -> None:
         """Install signal handlers, adopt the config and start the workloads."""
         self.signals.install()
+        # mastercontrold's main held these back until now: deliver them to our handlers.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
         self.config_problems = list(configs.problems)
         for problem in configs.problems:
             log.error("config: %s", problem)
@@ -240,7 +242,7 @@ class MasterLoop:
         kind = key[0]
         if kind == "housekeeping":
             now = self.clock.monotonic()
-            self.supervisor.reap()  # a lost SIGCHLD can delay an exit, never hide it
+            self.supervisor.reap_all()  # a lost SIGCHLD can delay an exit, never hide it
             self.control.expire(now)
             self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
         elif kind == "watchdog":

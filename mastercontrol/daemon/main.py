@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import signal
 import sys
 from pathlib import Path
 
 from mastercontrol import __version__
 from mastercontrol.config.load import load_config_dir
-from mastercontrol.config.paths import Paths, resolve_paths
+from mastercontrol.config.paths import add_path_options, paths_from_args
 from mastercontrol.daemon.lock import DaemonLock
 from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.spawn import spawn
@@ -27,23 +28,7 @@ from mastercontrol.store.db import open_store
 log = logging.getLogger("mastercontrol")
 
 DAEMON_LOG = "mastercontrold.log"
-
-
-def add_path_options(parser: argparse.ArgumentParser) -> None:
-    """The four path options shared by mastercontrold and mastercontrol-ctl."""
-    parser.add_argument("--config-dir", metavar="DIR", help="workload YAML files and daemon.yaml")
-    parser.add_argument("--db-path", metavar="FILE", help="the sqlite state database")
-    parser.add_argument("--socket-path", metavar="FILE", help="the IPC Unix socket")
-    parser.add_argument("--log-dir", metavar="DIR", help="workload logs and mastercontrold.log")
-
-
-def paths_from_args(args: argparse.Namespace) -> Paths:
-    return resolve_paths(
-        config_dir=args.config_dir,
-        db_path=args.db_path,
-        socket_path=args.socket_path,
-        log_dir=args.log_dir,
-    )
+STARTUP_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +65,9 @@ def setup_logging(log_dir: Path, level: str, max_bytes: int, backups: int) -> No
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Until the loop's handlers are installed, a SIGTERM would kill the daemon mid-startup:
+    # hold the stop and reload signals back; the loop unblocks them and then sees them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_BLOCKED)
     paths = paths_from_args(args)
     if not paths.config_dir.is_dir():
         print(f"mastercontrold: config dir {paths.config_dir} does not exist", file=sys.stderr)

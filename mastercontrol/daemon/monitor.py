@@ -42,20 +42,41 @@ class Monitor:
         self.rss = RssWatch()
         self.checks: dict[str, Check] = {}
         self.system: dict[str, Any] | None = None
+        self.refreshed_at = -1e9
         system_sample([])  # prime psutil's CPU counters so the first real sample means something
 
     # ------------------------------------------------------------------ sampling
 
     def sample(self) -> None:
-        """One sample of every running workload and of the system (one oneshot() per pid)."""
-        live = []
+        """The timer's sample: the system, and the workloads whose max_rss_mb needs watching.
+
+        Every other workload is sampled on demand (`refresh`, when list --json, status or top
+        asks), so an idle master with hundreds of workloads does almost no work.
+        """
+        self._sample(only_capped=True)
+        self.system = system_sample(self.disk_paths).to_dict()
+
+    def refresh(self, max_age: float = 1.0) -> None:
+        """Sample every running workload unless that was done less than `max_age` ago."""
         now = self.sup.clock.monotonic()
-        for w in self.sup.workloads.values():
+        if now - self.refreshed_at >= max_age:
+            self._sample(only_capped=False)
+            self.refreshed_at = now
+        if self.system is None:
+            self.system = system_sample(self.disk_paths).to_dict()
+
+    def _sample(self, only_capped: bool) -> None:
+        """One oneshot() per sampled pid; a cap breached for long enough restarts the run."""
+        now = self.sup.clock.monotonic()
+        live = []
+        for w in list(self.sup.workloads.values()):
             if w.pid is None or w.state is ProcState.STOPPING:
                 w.metrics = None
                 continue
             live.append(w.pid)
             cap = w.cfg.max_rss_mb
+            if only_capped and not cap:
+                continue
             # The tree walk scans /proc; only workloads with a cap pay for it.
             sample = self.sampler.sample_tree(w.pid) if cap else self.sampler.sample(w.pid)
             w.metrics = sample.to_dict() if sample is not None else None
@@ -73,7 +94,6 @@ class Monitor:
                 )
                 self.sup.stop_for_limit(w.name, "rss_limit")
         self.sampler.prune(live)
-        self.system = system_sample(self.disk_paths).to_dict()
 
     # ------------------------------------------------------------------ health checks
 

@@ -152,6 +152,13 @@ def start_child(
         process.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    # multiprocessing keeps every started Process in a module-level set and polls all of them
+    # (one wait4 each) at every later start(), and joins them at interpreter exit. The master
+    # owns its children and reaps them through `exitcode` alone; with hundreds of workloads
+    # that bookkeeping is pure cost (and the exit-time join could hang a stopping master).
+    children = getattr(multiprocessing.process, "_children", None)
+    if isinstance(children, set):
+        children.discard(process)
     return process
 
 

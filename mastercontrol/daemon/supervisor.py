@@ -244,7 +244,8 @@ class Supervisor:
         anyway, unrecorded: keeping it up matters more than its history."""
         if w.cfg.run_mode is RunMode.N_TIMES:
             return self.store.begin_run(w.name, at)
-        return self._save(self.store.begin_run, w.name, at)
+        # Nothing is counted for the other modes: the row joins this wake's single commit.
+        return self._save(self.store.begin_run, w.name, at, False)
 
     def _schedule_retry(self, w: Workload) -> None:
         """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
@@ -414,6 +415,31 @@ class Supervisor:
     # ------------------------------------------------------------------ exits
 
     def reap(self) -> list[str]:
+        """After a SIGCHLD: handle the children that exited. Names reaped.
+
+        `waitid(WNOWAIT)` names an exited child without reaping it, so only that child's
+        `Process.exitcode` is asked (which reaps it through multiprocessing, the one reaper):
+        a restart costs one wait, not one per workload. A pid that is not a workload's (a
+        health-check command) or no answer at all falls back to checking every child.
+        """
+        by_pid = {w.pid: w for w in self.workloads.values() if w.process is not None}
+        reaped: list[str] = []
+        for _ in range(len(by_pid) + 1):
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            if info is None:
+                return reaped
+            w = by_pid.pop(info.si_pid, None)
+            code = w.process.exitcode if w is not None else None
+            if w is None or code is None:
+                break
+            reaped.append(w.name)
+            self._on_exit(w, code)
+        return reaped + self.reap_all()
+
+    def reap_all(self) -> list[str]:
         """Check every live child through Process.exitcode; handle each exit. Names reaped."""
         reaped = []
         for w in list(self.workloads.values()):

@@ -258,15 +258,16 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def begin_run(self, name: str, at: float) -> int:
+    def begin_run(self, name: str, at: float, durable: bool = True) -> int:
         """Insert a run (pid NULL) and count it, committed durably before returning its id.
 
         Called before the fork, so an n_times run counts even if the daemon dies right after.
-        Inside a `batch()` it commits the batch so far and reopens it; inside any other open
+        Inside a `batch()` it commits the batch so far and reopens it (with `durable=False`, for
+        runs whose count nothing depends on, it just joins the batch); inside any other open
         transaction it raises StoreError: joining it would delay the commit.
         """
         if self._batching:
-            return self._begin_run_in_batch(name, at)
+            return self._begin_run_in_batch(name, at, durable)
         if self._conn.in_transaction:
             raise StoreError(
                 "begin_run must not be called inside an open transaction: the run has to be "
@@ -289,7 +290,7 @@ class Store:
             raise StoreError(f"could not record a run of {name}")
         return run_id
 
-    def _begin_run_in_batch(self, name: str, at: float) -> int:
+    def _begin_run_in_batch(self, name: str, at: float, durable: bool) -> int:
         try:
             self._ensure_row(name, at)
             cur = self._conn.execute(
@@ -302,7 +303,8 @@ class Store:
                 "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
                 (at, name),
             )
-            self._conn.execute("COMMIT")
+            if durable:
+                self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"could not record a run of {name}: {exc}") from exc
         finally:

@@ -99,7 +99,7 @@ class Rig:
         """The live child of `name` exits with `code` (negative: killed by that signal)."""
         (child,) = self.world.live(name)
         child.code = code
-        self.sup.reap()
+        self.sup.reap_all()
 
     def state(self, name: str) -> str:
         return self.sup.workloads[name].state.value

@@ -152,7 +152,7 @@ def test_timeout_sends_stop_signal_then_sigkill_and_records_timeout(tmp_path: Pa
     assert (pid, signal.SIGTERM) in rig.world.signals
     rig.advance(2)
     assert (pid, signal.SIGKILL) in rig.world.signals
-    rig.sup.reap()
+    rig.sup.reap_all()
     assert rig.state("job") == "COMPLETED"
     last = rig.sup.workloads["job"].last_exit
     assert last is not None and last.reason == "timeout"
@@ -163,7 +163,7 @@ def test_operator_stop_is_remembered_and_start_clears_it(tmp_path: Path) -> None
     cfg = workload("svc")
     rig.sup.boot({"svc": cfg})
     rig.sup.stop("svc")
-    rig.sup.reap()
+    rig.sup.reap_all()
     assert rig.state("svc") == "STOPPED"
     rig.sup.store.close()
     again = make_rig(tmp_path)
@@ -188,7 +188,7 @@ def test_reload_restarts_changed_keeps_unchanged_and_removes_dropped(tmp_path: P
         ("change",),
         ("keep",),
     )
-    rig.sup.reap()
+    rig.sup.reap_all()
     assert rig.world.live("keep") == [kept_child]
     assert "drop" not in rig.sup.workloads and not rig.world.live("drop")
     assert rig.sup.workloads["change"].cfg.tags == ("new",)

@@ -104,7 +104,7 @@ def test_sighup_reloads_and_sigterm_stops_everything(
     os.kill(os.getpid(), signal.SIGTERM)
     loop.step(max_wait=1)
     assert loop.supervisor.shutting_down
-    loop.supervisor.reap()  # the fake children died of SIGTERM at once
+    loop.supervisor.reap_all()  # the fake children died of SIGTERM at once
     loop.step(max_wait=0)
     assert loop.done
     assert not world.live("svc") and not world.live("extra")

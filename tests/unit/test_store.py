@@ -328,3 +328,16 @@ def test_batch_commits_once_but_begin_run_is_durable_at_once(tmp_path: Path) -> 
     finally:
         reader.close()
         store.close()
+
+
+def test_a_non_durable_run_in_a_batch_waits_for_the_batch_commit(tmp_path: Path) -> None:
+    store, _ = open_store(tmp_path / "lazy.db", T0)
+    reader = sqlite3.connect(tmp_path / "lazy.db")
+    try:
+        with store.batch():
+            store.begin_run("svc", T0, durable=False)
+            assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+        assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    finally:
+        reader.close()
+        store.close()
