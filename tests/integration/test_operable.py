@@ -57,8 +57,8 @@ def test_workload_over_max_rss_is_restarted_with_reason_rss_limit(daemon: Daemon
         what="fat restarted for its RSS",
     )
     assert st["restarts"] >= 1
-    slim = daemon.status("slim")
-    assert slim["state"] == "RUNNING" and slim["restarts"] == 0 and slim["last_exit"] is None
+    slim = daemon.wait_state("slim", "RUNNING")
+    assert slim["restarts"] == 0 and slim["last_exit"] is None
 
 
 def test_failing_health_check_restarts_the_service_and_healthy_one_is_left_alone(
