@@ -21,6 +21,7 @@ through `sys.exit`, so the master must stop every child first, or leave with os.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]
 import ctypes
 import ctypes.util
 import fcntl
@@ -147,11 +148,11 @@ def start_child(
     # a signal delivered to it would run the master's handler and write into the master's
     # wakeup pipe. The child unblocks after the reset; the master restores its mask here and
     # then receives whatever arrived meanwhile.
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    old_mask = _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         process.start()
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        _sigmask(signal.SIG_SETMASK, old_mask)
     # multiprocessing keeps every started Process in a module-level set and polls all of them
     # (one wait4 each) at every later start(), and joins them at interpreter exit. The master
     # owns its children and reaps them through `exitcode` alone; with hundreds of workloads
@@ -160,6 +161,14 @@ def start_child(
     if isinstance(children, set):
         children.discard(process)
     return process
+
+
+# Computed once: signal.valid_signals() builds a set of Signals enums on every call, and
+# signal.pthread_sigmask() turns the mask it returns into enums too (64 of them when it hands
+# back "everything blocked"); _signal's own function deals in ints. Together that cost more
+# than the rest of the fork's bookkeeping in a master restarting hundreds of runs.
+_ALL_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
+_sigmask: Callable[[int, Iterable[int]], set[int]] = _signal.pthread_sigmask
 
 
 @functools.cache
@@ -215,7 +224,7 @@ def _child_main(
 def _child_reset_signals(exec_follows: bool) -> None:
     """Give the child the signal state of a fresh process (fact 2 of STYLE.md)."""
     signal.set_wakeup_fd(-1)  # the master's self-pipe; a child signal must not land there
-    for sig in signal.valid_signals():
+    for sig in _ALL_SIGNALS:
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:

@@ -236,7 +236,7 @@ class Supervisor:
         else:
             # Run-to-completion workloads have no "quick failure": they are up at once.
             self._transition(w, T.UP)  # STARTING -> RUNNING
-        log.info("%s: started pid %d (run %d)", w.name, child.pid, w.run_id)
+        log.debug("%s: started pid %d (run %s)", w.name, child.pid, w.run_id)
 
     def _record_run_start(self, w: Workload, at: float) -> int | None:
         """The run's durable row. If the database cannot take it (disk full, I/O error), an
