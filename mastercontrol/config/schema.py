@@ -146,7 +146,8 @@ WORKLOAD: tuple[Setting, ...] = (
 DAEMON: tuple[Setting, ...] = (
     Setting("log_level", STRING, "info", log_level, f"One of {', '.join(LOG_LEVELS)}."),
     Setting("sample_interval", NUMBER, 10.0, positive_number,
-            "Seconds between samples of workload and system metrics."),
+            "Seconds between samples of the system and of workloads with max_rss_mb; the "
+            "others are sampled when status, list --json or top asks."),
     Setting("shutdown_timeout", NUMBER, 30.0, positive_number,
             "Upper bound in seconds for stopping everything on down or SIGTERM."),
     Setting("socket_group", STRING, None, name_pattern,
