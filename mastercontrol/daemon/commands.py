@@ -92,7 +92,7 @@ class Commands:
         view = workload_view(w, self.loop.clock.monotonic(), self.loop.clock.wall())
         view["recent_runs"] = [asdict(r) for r in sup.store.recent_runs(name, limit=10)]
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")
-        log = sup.logs.get(name)
+        log = sup.outputs.writer(name)
         view["log_dropped_bytes"] = log.dropped_bytes if log is not None else 0
         view["health"] = self.loop.monitor.health_view(name)
         return view

@@ -91,7 +91,7 @@ class MasterLoop:
         """Every fd the master holds that a child must not keep (children close them all)."""
         yield from self.signals.fds()
         yield from self.control.own_fds()
-        yield from self.supervisor.pipes
+        yield from self.supervisor.outputs.pipes
         try:
             yield self.selector.fileno()  # type: ignore[attr-defined,unused-ignore]
         except (AttributeError, ValueError):
@@ -133,7 +133,7 @@ class MasterLoop:
     def close(self) -> None:
         self.monitor.close()
         self.supervisor.kill_all()
-        self.supervisor.close_logs()
+        self.supervisor.outputs.close()
         self.control.close()
         self.selector.close()
         self.signals.uninstall()
@@ -169,7 +169,7 @@ class MasterLoop:
         now = self.clock.monotonic()
         for fd, (kind, owner) in kinds.items():
             if kind == "pipe":
-                self.supervisor.on_pipe_readable(fd)
+                self.supervisor.outputs.on_readable(fd)
             elif kind == "probe":
                 self.monitor.on_probe_ready(owner)
             elif kind == "listener":
@@ -203,7 +203,7 @@ class MasterLoop:
             if not conn.closing or conn.outbuf:
                 events = read | (selectors.EVENT_WRITE if fd in writable else 0)
                 want[fd] = ("conn", conn, events)
-        for fd, pipe in self.supervisor.pipes.items():
+        for fd, pipe in self.supervisor.outputs.pipes.items():
             want[fd] = ("pipe", pipe, read)
         for fd, (probe, wants_write) in self.monitor.probe_fds().items():
             want[fd] = ("probe", probe, selectors.EVENT_WRITE if wants_write else read)

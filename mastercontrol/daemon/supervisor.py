@@ -12,15 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mastercontrol.config.model import RunMode, WorkloadConfig
-from mastercontrol.daemon.logfile import LogWriter
+from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.spawn import ChildSpec
 from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.backoff import Backoff
@@ -67,18 +65,6 @@ def killpg(pgid: int, signum: int) -> None:
         log.warning("cannot signal process group %d: %s", pgid, exc)
 
 
-@dataclass(eq=False)
-class OutputPipe:
-    """The read end of one run's output pipe. A new object per run: fd numbers get reused, and
-    the loop's selector must tell a new pipe from an old one that had the same number."""
-
-    writer: LogWriter
-
-
-def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
-
-
 def _group_exists(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -110,8 +96,7 @@ class Supervisor:
         self.send_signal = send_signal
         self.master_fds = master_fds
         self.workloads: dict[str, Workload] = {}
-        self.logs: dict[str, LogWriter] = {}
-        self.pipes: dict[int, OutputPipe] = {}  # child output fd -> where it goes
+        self.outputs = Outputs(log_dir)
         self.shutting_down = False
         self.store_errors = 0
         self._store_warned = -1e9
@@ -137,9 +122,7 @@ class Supervisor:
     def _add(self, cfg: WorkloadConfig) -> Workload:
         w = Workload(cfg=cfg)
         self.workloads[cfg.name] = w
-        self.logs[cfg.name] = LogWriter(
-            self.log_dir / f"{cfg.name}.log", cfg.log_max_bytes, cfg.log_backups
-        )
+        self.outputs.add_workload(cfg.name, cfg.log_max_bytes, cfg.log_backups)
         w.runs = self.store.runs_started(cfg.name)
         w.operator_stopped = cfg.name in self.store.operator_stopped_names()
         self._save(
@@ -228,7 +211,7 @@ class Supervisor:
         w.started_mono, w.started_wall = now_mono, now_wall
         self._save(self.store.set_run_pid, w.run_id, child.pid)
         if child.log_fd is not None:
-            self.pipes[child.log_fd] = OutputPipe(self.logs[w.name])
+            self.outputs.attach(w.name, child.log_fd)
         if cfg.timeout:
             self.timers.schedule(("timeout", w.name), now_mono + cfg.timeout)
         if cfg.run_mode is RunMode.FOREVER and cfg.start_seconds > 0:
@@ -406,9 +389,7 @@ class Supervisor:
         for kind in ("tick", "retry", "up", "timeout", "kill"):
             self.timers.cancel((kind, w.name))
         self.workloads.pop(w.name, None)
-        writer = self.logs.pop(w.name, None)
-        if writer is not None and all(p.writer is not writer for p in self.pipes.values()):
-            writer.close()
+        self.outputs.remove_workload(w.name)
         self._save(self.store.forget_workload, w.name)
         log.info("%s: removed", w.name)
 
@@ -621,49 +602,3 @@ class Supervisor:
         for w in self.workloads.values():
             if w.pid is not None:
                 self.send_signal(w.pid, signal.SIGKILL)
-
-    # ------------------------------------------------------------------ logs
-
-    def on_pipe_readable(self, fd: int) -> None:
-        """Move what a child wrote into its log; EOF closes the pipe."""
-        pipe = self.pipes.get(fd)
-        if pipe is None:
-            return
-        writer = pipe.writer
-        for _ in range(16):  # bounded per wake, so one chatty child cannot starve the loop
-            try:
-                data = os.read(fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                writer.flush_partial()
-                del self.pipes[fd]
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                in_use = any(p.writer is writer for p in self.pipes.values())
-                if writer not in self.logs.values() and not in_use:
-                    writer.close()
-                return
-            writer.feed(data)
-            if len(data) < 65536:
-                return
-
-    def close_logs(self) -> None:
-        for fd in list(self.pipes):
-            # What the children wrote last is still in the pipe: keep it.
-            for _ in range(64):
-                if fd not in self.pipes:
-                    break
-                self.on_pipe_readable(fd)
-                if fd in self.pipes and not _readable(fd):
-                    break
-            if fd in self.pipes:  # not closed at EOF above (never close a number twice)
-                del self.pipes[fd]
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.pipes.clear()
-        for writer in self.logs.values():
-            writer.flush_partial()
-            writer.close()
