@@ -45,26 +45,15 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from mastercontrol.config.model import HealthCheck
+from mastercontrol.engine.health import ProbeResult
 
 # How often the loop polls a command probe when the kernel has no pidfd (Linux < 5.3).
 COMMAND_POLL_INTERVAL = 0.1
 _MAX_STATUS_LINE = 8192  # bytes of response read before giving up on finding a status line
 _orphans: list[subprocess.Popen[bytes]] = []
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    healthy: bool
-    message: str
-    duration: float  # seconds from start() to the result
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "message": self.message, "duration": self.duration}
 
 
 class Probe(ABC):
@@ -412,66 +401,3 @@ def wait_for(probe: Probe, clock: Callable[[], float] = time.monotonic) -> Probe
     finally:
         probe.close()
     return result
-
-
-@dataclass
-class HealthTracker:
-    """Consecutive-failure bookkeeping for one workload's health check. Pure logic.
-
-    The first probe is due `start_period` after the (re)start, the next ones `interval` after
-    the previous result; the loop runs at most one probe per workload at a time. After
-    `failures` consecutive unhealthy results `record` returns True (restart it, reason
-    "unhealthy") and the count starts over; call `reset(now)` when the workload restarts.
-    """
-
-    check: HealthCheck
-    started_at: float  # monotonic time the current run started
-    consecutive_failures: int = 0
-    last_result: ProbeResult | None = None
-    last_time: float | None = None  # monotonic time of last_result
-    checks_since_start: int = 0
-
-    def next_probe_due(self) -> float:
-        """The monotonic time the next probe should start (<= now: start it now)."""
-        if self.checks_since_start == 0 or self.last_time is None:
-            return self.started_at + self.check.start_period
-        return self.last_time + self.check.interval
-
-    def is_due(self, now: float) -> bool:
-        return self.next_probe_due() <= now
-
-    def record(self, result: ProbeResult, now: float) -> bool:
-        self.last_result = result
-        self.last_time = now
-        self.checks_since_start += 1
-        if result.healthy:
-            self.consecutive_failures = 0
-            return False
-        self.consecutive_failures += 1
-        if self.consecutive_failures >= self.check.failures:
-            self.consecutive_failures = 0
-            return True
-        return False
-
-    def reset(self, now: float) -> None:
-        """The workload (re)started at `now`: start_period and the failure count start over."""
-        self.started_at = now
-        self.consecutive_failures = 0
-        self.checks_since_start = 0
-
-    @property
-    def status(self) -> str:
-        """ "starting" (no result since the start), "healthy" or "unhealthy" (the last result)."""
-        if self.checks_since_start == 0 or self.last_result is None:
-            return "starting"
-        return "healthy" if self.last_result.healthy else "unhealthy"
-
-    def to_dict(self) -> dict[str, Any]:
-        last = self.last_result
-        return {
-            "status": self.status,
-            "consecutive_failures": self.consecutive_failures,
-            "failures_threshold": self.check.failures,
-            "last_message": last.message if last is not None else None,
-            "last_duration": round(last.duration, 3) if last is not None else None,
-        }

@@ -16,9 +16,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mastercontrol.daemon.healthcheck import HealthTracker, Probe, make_probe, reap_orphans
+from mastercontrol.daemon.healthcheck import Probe, make_probe, reap_orphans
 from mastercontrol.daemon.metrics import ProcessSampler, RssWatch, system_sample
 from mastercontrol.daemon.supervisor import Supervisor
+from mastercontrol.engine.health import HealthTracker, ProbeResult
 from mastercontrol.engine.states import ProcState
 
 log = logging.getLogger("mastercontrol.monitor")
@@ -166,7 +167,7 @@ class Monitor:
                     self._finish(name, check, result)
                 return
 
-    def _finish(self, name: str, check: Check, result: Any) -> None:
+    def _finish(self, name: str, check: Check, result: ProbeResult) -> None:
         assert check.probe is not None
         check.probe.close()
         check.probe = None

@@ -18,15 +18,14 @@ from mastercontrol.config.model import HealthCheck
 from mastercontrol.daemon import healthcheck
 from mastercontrol.daemon.healthcheck import (
     CommandProbe,
-    HealthTracker,
     HttpProbe,
     Probe,
-    ProbeResult,
     TcpProbe,
     make_probe,
     reap_orphans,
     wait_for,
 )
+from mastercontrol.engine.health import HealthTracker, ProbeResult
 
 DEADLINE = 20.0  # upper bound for any loop in these tests; normal runs take milliseconds
 
@@ -439,4 +438,4 @@ def test_tracker_dict_is_json_ready() -> None:
         "last_message": BAD.message,
         "last_duration": 0.01,
     }
-    assert healthcheck.ProbeResult(True, "x", 0.5).to_dict()["healthy"] is True
+    assert ProbeResult(True, "x", 0.5).to_dict()["healthy"] is True
