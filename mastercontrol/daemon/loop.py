@@ -24,9 +24,10 @@ from mastercontrol.config.load import load_config_dir
 from mastercontrol.config.model import ConfigSet, DaemonConfig
 from mastercontrol.daemon.commands import Commands
 from mastercontrol.daemon.control import ControlServer
+from mastercontrol.daemon.lifecycle import SignalSender, Spawner, killpg
 from mastercontrol.daemon.monitor import Monitor
 from mastercontrol.daemon.signals import SignalPipe
-from mastercontrol.daemon.supervisor import SignalSender, Spawner, Supervisor, killpg
+from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.timers import TimerHeap

@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from mastercontrol.config.model import HealthCheck
-from mastercontrol.daemon import healthcheck
 from mastercontrol.daemon.healthcheck import (
     CommandProbe,
     HttpProbe,

@@ -1,0 +1,504 @@
+"""Workload lifecycle: every workload's state, child, timers and history, event by event.
+
+`Lifecycle` decides what happens on each event — a timer, a cron tick, a child's exit, a stop —
+applies the transition through `next_state`, records it in the store and only then acts (spawn,
+signal). It never selects, sleeps or reads sockets: the loop (`mastercontrol.daemon.loop`)
+does, and the spawner, signal sender and clock are injected so scripted histories can drive it
+in tests. The operator-facing commands are `mastercontrol.daemon.supervisor.Supervisor`.
+Imports the stdlib and the package's own modules only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from mastercontrol.config.model import RunMode, WorkloadConfig
+from mastercontrol.daemon.output import Outputs
+from mastercontrol.daemon.spawn import ChildSpec
+from mastercontrol.daemon.workload import Workload
+from mastercontrol.engine.backoff import Backoff
+from mastercontrol.engine.clock import Clock
+from mastercontrol.engine.exitstatus import decode
+from mastercontrol.engine.schedule import TickPlanner, wall_to_monotonic_deadline
+from mastercontrol.engine.states import ACTIVE, ProcState, Trigger, next_state
+from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.errors import StoreError
+from mastercontrol.store.queries import Store
+
+log = logging.getLogger("mastercontrol.supervisor")
+_T = TypeVar("_T")
+
+S = ProcState
+T = Trigger
+
+
+class Child(Protocol):
+    """What the supervisor needs of a spawned child (SpawnedChild, or a fake in tests)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def log_fd(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+
+Spawner = Callable[[ChildSpec, Iterable[int]], Child]
+SignalSender = Callable[[int, int], None]  # (pgid, signum)
+
+
+def killpg(pgid: int, signum: int) -> None:
+    """Signal a whole process group; a group that is already gone is not an error."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:  # pid reused by someone else's process: leave it alone
+        log.warning("cannot signal process group %d: %s", pgid, exc)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lifecycle:
+    """Owns every Workload. The loop calls: boot, reap, reap_all, on_timer."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        timers: TimerHeap[tuple[str, str]],
+        log_dir: Path,
+        spawner: Spawner,
+        send_signal: SignalSender = killpg,
+        master_fds: Callable[[], Iterable[int]] = lambda: (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timers = timers
+        self.log_dir = log_dir
+        self.spawner = spawner
+        self.send_signal = send_signal
+        self.master_fds = master_fds
+        self.workloads: dict[str, Workload] = {}
+        self.outputs = Outputs(log_dir)
+        self.shutting_down = False
+        self.store_errors = 0
+        self._store_warned = -1e9
+
+    # ------------------------------------------------------------------ boot and config
+
+    def boot(self, configs: dict[str, WorkloadConfig]) -> None:
+        """Take over after a (re)start: close runs a dead daemon left open, start everything."""
+        now = self.clock.wall()
+        for name, run_id, pid in self._save(self.store.close_orphan_runs, now) or []:
+            log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
+            if pid is not None:
+                # Its leader died with the old master (PDEATHSIG); its process group may
+                # still hold grandchildren. A live group id cannot have been reused as a pid.
+                self.send_signal(pid, signal.SIGKILL)
+        rows = self.store.workload_rows()
+        for name in sorted(rows):
+            if name not in configs:
+                self._save(self.store.forget_workload, name)
+        for name in sorted(configs):
+            self._add(configs[name])
+
+    def _add(self, cfg: WorkloadConfig) -> Workload:
+        w = Workload(cfg=cfg)
+        self.workloads[cfg.name] = w
+        self.outputs.add_workload(cfg.name, cfg.log_max_bytes, cfg.log_backups)
+        w.runs = self.store.runs_started(cfg.name)
+        w.operator_stopped = cfg.name in self.store.operator_stopped_names()
+        self._save(
+            self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
+        )
+        self._activate(w, catch_up=True)
+        return w
+
+    def _activate(self, w: Workload, catch_up: bool = False) -> None:
+        """Put an idle workload on its run mode's track (boot, reload, operator start of agents)."""
+        cfg = w.cfg
+        if not cfg.enabled or w.operator_stopped or self.shutting_down:
+            return
+        if cfg.run_mode is not RunMode.SCHEDULE:
+            self._launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
+        else:
+            self._arm_schedule(w, catch_up=catch_up)
+            if w.state is not S.STARTING and w.state is not S.RUNNING:
+                self._transition(w, T.WAIT_TICK, "waiting for the next tick")
+
+    # ------------------------------------------------------------------ the store
+
+    def _save(self, write: Callable[..., _T], *args: Any) -> _T | None:
+        """Run one store write; a failing database (full disk, I/O error) is logged, counted
+        and survived: supervision goes on with history incomplete rather than stopping."""
+        try:
+            return write(*args)
+        except StoreError as exc:
+            self.store_errors += 1
+            now = self.clock.monotonic()
+            if now - self._store_warned >= 60:
+                self._store_warned = now
+                log.error(
+                    "state database write failed (%d so far), supervision continues: %s",
+                    self.store_errors,
+                    exc,
+                )
+            return None
+
+    # ------------------------------------------------------------------ transitions
+
+    def _transition(self, w: Workload, trigger: Trigger, detail: str | None = None) -> None:
+        old = w.state
+        new = next_state(old, trigger)
+        self._save(
+            self.store.record_transition,
+            w.name,
+            old,
+            new,
+            trigger,
+            self.clock.wall(),
+            detail,
+            w.pid,
+        )
+        w.state = new
+        log.debug("%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" if detail else "")
+
+    # ------------------------------------------------------------------ spawning
+
+    def _launch(self, w: Workload, trigger: Trigger) -> None:
+        """Start one run: count it durably, then fork."""
+        cfg = w.cfg
+        if cfg.run_mode is RunMode.N_TIMES and w.runs >= (cfg.max_runs or 0):
+            if w.state is not S.COMPLETED:
+                self._transition(w, T.ALL_RUNS_DONE, f"{w.runs} of {cfg.max_runs} runs done")
+            return
+        self._transition(w, trigger)  # -> STARTING
+        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
+        w.stop_reason, w.run_id = None, None
+        try:
+            # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run.
+            w.run_id = self._record_run_start(w, now_wall)
+            w.runs += 1
+            child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
+        except (OSError, StoreError) as exc:
+            log.error("%s: cannot start a run: %s", w.name, exc)
+            if w.run_id is not None:
+                self._save(
+                    self.store.end_run, w.run_id, now_wall, None, None, "spawn_failed", str(exc)
+                )
+            w.run_id = None
+            self._transition(w, T.SPAWN_FAILED, str(exc))
+            self._schedule_retry(w)
+            return
+        w.process, w.pid = child, child.pid
+        w.started_mono, w.started_wall = now_mono, now_wall
+        self._save(self.store.set_run_pid, w.run_id, child.pid)
+        if child.log_fd is not None:
+            self.outputs.attach(w.name, child.log_fd)
+        if cfg.timeout:
+            self.timers.schedule(("timeout", w.name), now_mono + cfg.timeout)
+        if cfg.run_mode is RunMode.FOREVER and cfg.start_seconds > 0:
+            self.timers.schedule(("up", w.name), now_mono + cfg.start_seconds)
+        else:
+            # Run-to-completion workloads have no "quick failure": they are up at once.
+            self._transition(w, T.UP)  # STARTING -> RUNNING
+        log.debug("%s: started pid %d (run %s)", w.name, child.pid, w.run_id)
+
+    def _record_run_start(self, w: Workload, at: float) -> int | None:
+        """The run's durable row. If the database cannot take it (disk full, I/O error), an
+        n_times run does not happen (its count must stay exact); a service or an agent runs
+        anyway, unrecorded: keeping it up matters more than its history."""
+        if w.cfg.run_mode is RunMode.N_TIMES:
+            return self.store.begin_run(w.name, at)
+        # Nothing is counted for the other modes: the row joins this wake's single commit.
+        return self._save(self.store.begin_run, w.name, at, False)
+
+    def _schedule_retry(self, w: Workload) -> None:
+        """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
+        cfg = w.cfg
+        policy = Backoff.from_config(cfg)
+        w.failures += 1
+        if policy.exhausted(w.failures):
+            self._transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
+            w.failures = 0
+            delay = cfg.fatal_retry_delay
+            if delay <= 0:
+                w.retry_wall = None
+                return
+        else:
+            delay = policy.delay(w.failures)
+        w.retry_wall = self.clock.wall() + delay
+        self.timers.schedule(("retry", w.name), self.clock.monotonic() + delay)
+
+    # ------------------------------------------------------------------ schedules
+
+    def _arm_schedule(self, w: Workload, catch_up: bool = False) -> None:
+        cfg = w.cfg
+        assert cfg.schedule is not None
+        if w.planner is None or w.planner.expr != cfg.schedule:
+            last = self.store.get_last_tick(w.name) if catch_up else None
+            w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up)
+        if catch_up:
+            self._handle_due(w, "while the daemon was down")
+        self._arm_timer(w)
+
+    def _arm_timer(self, w: Workload) -> None:
+        assert w.planner is not None
+        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
+        tick = w.planner.arm(now_wall)
+        w.next_tick_wall = tick
+        self.timers.schedule(("tick", w.name), wall_to_monotonic_deadline(tick, now_wall, now_mono))
+
+    def _on_tick_timer(self, w: Workload) -> None:
+        if w.planner is None or w.operator_stopped or not w.cfg.enabled:
+            return
+        self._handle_due(w, "")
+        self._arm_timer(w)
+
+    def _handle_due(self, w: Workload, why: str) -> None:
+        """Ask the planner what is due now: record missed ticks, run at most once."""
+        assert w.planner is not None
+        now = self.clock.wall()
+        decision = w.planner.due(now)
+        if decision.tick is not None:
+            # Persisted for every handled tick (run or missed), so a restart's catch-up only
+            # counts what really came due while the daemon was down.
+            self._save(self.store.set_last_tick, w.name, decision.tick)
+        if decision.missed:
+            detail = f"{decision.missed} ticks missed" + (f" {why}" if why else "")
+            self._save(self.store.record_event, w.name, "ticks_missed", now, detail)
+        if decision.reanchored:
+            log.warning("%s: wall clock went back; schedule re-anchored", w.name)
+        if decision.run:
+            self._tick(w)
+
+    def _tick(self, w: Workload) -> None:
+        now = self.clock.wall()
+        if w.state in ACTIVE:
+            w.skipped_ticks += 1
+            self._save(
+                self.store.record_event,
+                w.name,
+                "tick_skipped",
+                now,
+                f"previous run (pid {w.pid}) still {w.state}",
+            )
+            log.warning("%s: tick skipped, previous run still going", w.name)
+            return
+        trigger = T.TICK if w.state is S.SCHEDULED else T.START
+        if w.state is S.BACKOFF:
+            trigger = T.START
+        self._launch(w, trigger)
+
+    # ------------------------------------------------------------------ timers
+
+    def on_timer(self, key: tuple[str, str]) -> None:
+        kind, name = key
+        w = self.workloads.get(name)
+        if w is None:
+            return
+        if kind == "tick":
+            self._on_tick_timer(w)
+        elif kind == "up" and w.state is S.STARTING:
+            w.failures = 0
+            self._transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # STARTING -> RUNNING
+        elif kind == "retry" and w.state in (S.BACKOFF, S.FATAL):
+            w.retry_wall = None
+            w.restarts += 1
+            self._launch(w, T.RETRY_DUE)  # BACKOFF/FATAL -> STARTING
+        elif kind == "timeout" and w.state in (S.STARTING, S.RUNNING):
+            log.warning("%s: run timed out after %gs", name, w.cfg.timeout or 0)
+            self._stop_process(w, "timeout", then=None)
+        elif kind == "kill" and w.state is S.STOPPING and w.pid is not None:
+            log.warning("%s: did not stop in %gs, sending SIGKILL", name, w.cfg.stop_timeout)
+            self._transition(w, T.STOP_TIMEOUT, "SIGKILL")
+            self._signal_live(w, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ stopping
+
+    def _stop_process(self, w: Workload, reason: str, then: str | None) -> None:
+        """Ask a live child to stop: stop signal to its group now, SIGKILL after stop_timeout."""
+        assert w.pid is not None
+        w.stop_reason, w.then = reason, then
+        self._transition(w, T.STOP, reason)  # STARTING/RUNNING -> STOPPING
+        self.timers.cancel(("up", w.name))
+        self.timers.cancel(("timeout", w.name))
+        signum = signal.Signals[f"SIG{w.cfg.stop_signal}"]
+        self._signal_live(w, signum)
+        if w.cfg.stop_timeout > 0:
+            self.timers.schedule(("kill", w.name), self.clock.monotonic() + w.cfg.stop_timeout)
+        else:
+            self._signal_live(w, signal.SIGKILL)
+
+    def _signal_live(self, w: Workload, signum: int) -> None:
+        """Signal a child that is not reaped yet: its group, or itself if it has no group yet
+        (a stop right after fork, before its setsid). Unreaped, its pid cannot be reused."""
+        assert w.pid is not None
+        self.send_signal(w.pid, signum)
+        if not _group_exists(w.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signum)
+
+    def _halt(self, w: Workload, reason: str, then: str | None) -> None:
+        """Stop whatever the workload is doing; `then` says what follows once it is idle."""
+        self.timers.cancel(("retry", w.name))
+        self.timers.cancel(("tick", w.name))
+        w.retry_wall = None
+        w.next_tick_wall = None
+        if w.state is S.STOPPING:
+            w.then = then if then is not None else w.then
+            return
+        if w.state in (S.STARTING, S.RUNNING):
+            self._stop_process(w, reason, then)
+            return
+        if w.state in (S.SCHEDULED, S.BACKOFF, S.EXITED, S.FATAL):
+            self._transition(w, T.STOP, reason)  # -> STOPPED
+        self._after_stop(w, then)
+
+    def _after_stop(self, w: Workload, then: str | None) -> None:
+        w.then = None
+        if then == "start":
+            self._operator_launch(w)
+        elif then == "remove":
+            self._forget(w)
+        elif then == "replace":
+            assert w.pending_cfg is not None
+            w.cfg, w.pending_cfg = w.pending_cfg, None
+            w.planner = None
+            w.failures = 0
+            self._activate(w)
+
+    def _forget(self, w: Workload) -> None:
+        for kind in ("tick", "retry", "up", "timeout", "kill"):
+            self.timers.cancel((kind, w.name))
+        self.workloads.pop(w.name, None)
+        self.outputs.remove_workload(w.name)
+        self._save(self.store.forget_workload, w.name)
+        log.info("%s: removed", w.name)
+
+    # ------------------------------------------------------------------ exits
+
+    def reap(self) -> list[str]:
+        """After a SIGCHLD: handle the children that exited. Names reaped.
+
+        `waitid(WNOWAIT)` names an exited child without reaping it, so only that child's
+        `Process.exitcode` is asked (which reaps it through multiprocessing, the one reaper):
+        a restart costs one wait, not one per workload. A pid that is not a workload's (a
+        health-check command) or no answer at all falls back to checking every child.
+        """
+        by_pid = {w.pid: w for w in self.workloads.values() if w.process is not None}
+        reaped: list[str] = []
+        for _ in range(len(by_pid) + 1):
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            if info is None:
+                return reaped
+            w = by_pid.pop(info.si_pid, None)
+            code = w.process.exitcode if w is not None else None
+            if w is None or code is None:
+                break
+            reaped.append(w.name)
+            self._on_exit(w, code)
+        return reaped + self.reap_all()
+
+    def reap_all(self) -> list[str]:
+        """Check every live child through Process.exitcode; handle each exit. Names reaped."""
+        reaped = []
+        for w in list(self.workloads.values()):
+            if w.process is None:
+                continue
+            code = w.process.exitcode
+            if code is None:
+                continue
+            reaped.append(w.name)
+            self._on_exit(w, code)
+        return reaped
+
+    def _on_exit(self, w: Workload, exitcode: int) -> None:
+        pid = w.pid
+        assert pid is not None
+        status = decode(exitcode, w.stop_reason)
+        now_wall = self.clock.wall()
+        # Anything the run left behind in its process group goes with it.
+        self.send_signal(pid, signal.SIGKILL)
+        if w.run_id is not None:
+            self._save(
+                self.store.end_run,
+                w.run_id,
+                now_wall,
+                status.exit_code,
+                status.signal,
+                status.reason,
+                status.text,
+            )
+        for kind in ("up", "timeout", "kill"):
+            self.timers.cancel((kind, w.name))
+        w.process, w.run_id = None, None
+        w.last_exit, w.last_exit_wall = status, now_wall
+        lasted = self.clock.monotonic() - (w.started_mono or self.clock.monotonic())
+        level = logging.INFO if status.reason in ("exit", "stopped") else logging.WARNING
+        log.log(level, "%s: pid %d ended after %.1fs: %s", w.name, pid, lasted, status.text)
+        old = w.state
+        self._transition(w, T.EXITED, status.text)
+        w.pid = None
+        if old is S.STOPPING:
+            # STOPPING -> STOPPED; a stop the master chose for a limit follows the run mode.
+            then, reason = w.then, w.stop_reason
+            w.stop_reason = None
+            if then is not None or reason in ("stopped", "shutdown"):
+                self._after_stop(w, then)
+                return
+            self._next_after_run(w, quick=False)
+        elif old is S.STARTING:
+            self._schedule_retry(w)  # STARTING -> BACKOFF: a quick failure
+        else:
+            self._next_after_run(w, quick=False)
+
+    def _next_after_run(self, w: Workload, quick: bool) -> None:
+        """What a run that ended (on its own or by a limit) leads to, by run mode."""
+        if self.shutting_down or w.operator_stopped:
+            return
+        mode = w.cfg.run_mode
+        if mode is RunMode.FOREVER:
+            w.failures = 0
+            w.restarts += 1
+            self._launch(w, T.START)  # EXITED/STOPPED -> STARTING
+        elif mode is RunMode.N_TIMES:
+            self._launch(w, T.START)  # next run, or -> COMPLETED
+        else:
+            self._transition(w, T.WAIT_TICK)  # -> SCHEDULED
+            if ("tick", w.name) not in self.timers and w.planner is not None:
+                self._arm_timer(w)
+
+    def _operator_launch(self, w: Workload) -> None:
+        if w.state is S.COMPLETED:
+            self._save(self.store.reset_runs, w.name)  # a new batch of max_runs
+            w.runs = 0
+        w.failures = 0
+        self.timers.cancel(("retry", w.name))
+        w.retry_wall = None
+        if w.cfg.run_mode is RunMode.SCHEDULE:
+            # start = run now, and keep the schedule going
+            if w.planner is None:
+                w.planner = TickPlanner(w.cfg.schedule or "", None, w.cfg.catch_up)
+            self._arm_timer(w)
+        self._launch(w, T.START)
