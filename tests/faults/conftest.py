@@ -1,25 +1,10 @@
-"""Fixtures for the fault-injection suite: a real mastercontrold in a temporary directory.
-
-Every test under tests/faults is marked `faults` (the marker is declared in pyproject.toml).
-"""
+"""The fault-injection suite runs a real mastercontrold (the `daemon` fixture of
+tests/conftest.py); every test under tests/faults is marked `faults` (declared in
+pyproject.toml)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-
-from tests.integration.harness import Daemon
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path)
-    try:
-        yield d
-    finally:
-        d.cleanup()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,22 +1,9 @@
-"""Fixtures for tests that run a real mastercontrold."""
+"""Tests that run a real mastercontrold (the `daemon` fixture of tests/conftest.py); every test
+under tests/integration is marked `integration` (declared in pyproject.toml)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-
-from tests.integration.harness import Daemon
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path)
-    try:
-        yield d
-    finally:
-        d.cleanup()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
