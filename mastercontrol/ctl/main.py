@@ -294,12 +294,17 @@ class Ctl:
     def cmd_validate(self, args: argparse.Namespace) -> int:
         # Imported here: the config loader pulls in yaml and croniter, which the commands that
         # only talk to the daemon do not need (they start in a fraction of the time).
-        from mastercontrol.config.load import load_config_dir
+        from mastercontrol.config.load import load_config_dir, load_inventory
 
         configs = load_config_dir(self.paths.config_dir)
-        for problem in configs.problems:
+        problems = list(configs.problems)
+        inventory_path = self.paths.config_dir / "inventory.yaml"
+        if inventory_path.exists():
+            # Checked here too, though it never blocks the workloads from loading.
+            problems += load_inventory(inventory_path)[1]
+        for problem in problems:
             self.out(problem)
-        if configs.problems:
+        if problems:
             return EXIT_FAILURE
         self.out(f"OK: {len(configs.workloads)} workloads in {self.paths.config_dir}")
         return EXIT_OK

@@ -197,3 +197,11 @@ def test_commands_without_a_daemon_exit_7(daemon: Daemon) -> None:
     for args in (("list",), ("status", "x"), ("start", "x"), ("reload",), ("down",)):
         assert daemon.ctl(*args, check=False).returncode == 7, args
     assert daemon.ctl("bogus-command", check=False).returncode == 2
+
+
+def test_validate_also_checks_the_inventory(daemon: Daemon) -> None:
+    daemon.workload("svc", "sleep_forever")
+    daemon.write("inventory.yaml", "clients:\n  - name: pi1\n    hots: 10.0.0.1\n")
+    result = daemon.ctl("validate", check=False)
+    assert result.returncode == 1
+    assert "inventory.yaml:3: clients[0].hots: unknown field" in result.stdout, result.stdout
