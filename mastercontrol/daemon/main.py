@@ -99,17 +99,22 @@ def main(argv: list[str] | None = None) -> int:
             return EX_CONFIG
         if note:
             log.error("%s", note)
-        loop = MasterLoop(
-            config_dir=paths.config_dir,
-            socket_path=paths.socket_path,
-            log_dir=paths.log_dir,
-            store=store,
-            clock=clock,
-            spawner=spawn,
-            daemon_config=configs.daemon,
-            notifier=notifier,
-            store_dir=paths.db_path.parent,
-        )
+        try:
+            loop = MasterLoop(
+                config_dir=paths.config_dir,
+                socket_path=paths.socket_path,
+                log_dir=paths.log_dir,
+                store=store,
+                clock=clock,
+                spawner=spawn,
+                daemon_config=configs.daemon,
+                notifier=notifier,
+                store_dir=paths.db_path.parent,
+            )
+        except (OSError, KeyError) as exc:  # KeyError: daemon.socket_group names no group
+            log.error("cannot create the control socket %s: %s", paths.socket_path, exc)
+            store.close()
+            return EX_CONFIG
         log.info(
             "config %s, state %s, socket %s, logs %s",
             paths.config_dir,

@@ -239,3 +239,32 @@ def test_stdout_and_stderr_reach_the_log_with_timestamps(daemon: Daemon) -> None
     assert any(line.endswith("NOTIFY_SOCKET=None") for line in lines), lines
     assert any(line.endswith(f"cwd={daemon.root}") for line in lines), lines
     assert all(line[:4].isdigit() for line in lines)  # each line starts with a timestamp
+
+
+def test_unusable_paths_exit_78_with_a_clear_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    long_socket = tmp_path / ("s" * 120 + ".sock")  # longer than AF_UNIX allows
+    base = [
+        sys.executable,
+        "-m",
+        "mastercontrol.daemon.main",
+        "--log-dir",
+        str(tmp_path / "log"),
+        "--db-path",
+        str(tmp_path / "state.db"),
+    ]
+    cases = [
+        (["--config-dir", str(conf), "--socket-path", str(long_socket)], "path too long"),
+        (
+            ["--config-dir", str(tmp_path / "nope"), "--socket-path", str(tmp_path / "s")],
+            "does not exist",
+        ),
+    ]
+    for extra, message in cases:
+        out = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 78, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
