@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -242,9 +244,6 @@ def test_stdout_and_stderr_reach_the_log_with_timestamps(daemon: Daemon) -> None
 
 
 def test_unusable_paths_exit_78_with_a_clear_message(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     conf = tmp_path / "conf"
     conf.mkdir()
     long_socket = tmp_path / ("s" * 120 + ".sock")  # longer than AF_UNIX allows
