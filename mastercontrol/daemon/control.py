@@ -163,7 +163,13 @@ class ControlServer:
             conn.inbuf.clear()
             conn.outbuf += encode_reply(error=err)
             conn.closing = True
-        self._flush(fd)
+        # Replies are not sent here: the loop calls send_replies() once the wake's state
+        # changes are committed, so an acknowledged command is never lost to a crash.
+
+    def send_replies(self) -> None:
+        """Write what each connection has pending (called after the wake's commit)."""
+        for fd in [fd for fd, c in self.conns.items() if c.outbuf or c.closing]:
+            self._flush(fd)
 
     def _handle_lines(self, conn: Connection) -> None:
         while not conn.closing:

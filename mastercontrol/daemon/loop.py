@@ -155,6 +155,7 @@ class MasterLoop:
                 self._handle(ready)
         except StoreError as exc:
             log.error("state database commit failed, supervision continues: %s", exc)
+        self.control.send_replies()  # only now: what a reply acknowledges is on disk
 
     def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Everything one wake brings, in the fixed order: signals, reap, fds, timers."""
