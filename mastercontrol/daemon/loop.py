@@ -246,6 +246,8 @@ class MasterLoop:
             now = self.clock.monotonic()
             self.supervisor.reap_all()  # a lost SIGCHLD can delay an exit, never hide it
             self.control.expire(now)
+            if self.notifier.enabled:
+                self.notifier.status(self.status_line())  # `systemctl status` stays current
             self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
         elif kind == "watchdog":
             self.notifier.watchdog()
