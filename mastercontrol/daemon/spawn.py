@@ -286,8 +286,13 @@ def _child_setup_environment(spec: ChildSpec) -> None:
             raise _SetupError(f"working_dir {spec.working_dir}: {exc.strerror}") from None
         os.environ["PWD"] = os.getcwd()
     if spec.module is not None:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: the working dir is importable
-        importlib.invalidate_caches()  # files may have appeared since the master looked
+        cwd = os.getcwd()
+        sys.path.insert(0, cwd)  # like `python -m`: the working dir is importable
+        # The master may have listed this directory before the workload's files appeared (a
+        # deploy): drop just its cached listing. Other entries refresh themselves when their
+        # directory's mtime changes. importlib.invalidate_caches() would touch every finder the
+        # master built and cost each child ~0.4 MiB of copied pages (measured with 10 forks).
+        sys.path_importer_cache.pop(cwd, None)
 
 
 def _child_exec(command: tuple[str, ...]) -> int:
