@@ -60,6 +60,8 @@ def rows(sizes: Sizes) -> list[Row]:
                 "<=" if big else "", 0.5),
             Row("spawn", f"tree PSS sum, {n} workloads", f"spawn{n}.pss", "MiB", 1,
                 "<=" if big else "", 0.5),
+            Row("spawn", f"tree USS sum after a full GC in each, {n} workloads",
+                f"spawn{n}.uss_gc", "MiB", 1, "", 0.5),
         ]  # fmt: skip
     f, c = sizes.fleet, sizes.churn_workloads
     out += [

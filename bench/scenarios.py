@@ -9,6 +9,7 @@ the bench's own modules.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from bench import procs
 from bench.drivers import Driver, Spec
@@ -88,6 +91,12 @@ def fleet(drv: Driver, workdir: Path, n: int, measure: set[str], sizes: Sizes) -
         out[f"spawn{n}.uss"] = mem.uss_sum / procs.MiB
         out[f"spawn{n}.pss"] = mem.pss_sum / procs.MiB
         out[f"spawn{n}.procs"] = mem.processes
+        # Then every workload runs one full GC (SIGUSR1), as long-running programs do.
+        for proc in procs.descendants(drv.master_pid):
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.5)
+        out[f"spawn{n}.uss_gc"] = procs.tree_memory(drv.master_pid).uss_sum / procs.MiB
         if "idle" in measure:
             out["idle.cpu"] = _idle_cpu(drv, sizes.idle_seconds)
         if "ctl" in measure:

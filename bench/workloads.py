@@ -6,7 +6,9 @@ Master Control calls them in a forked child (module + entry_point); supervisord 
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import time
 
 # Bounded so a workload a broken bench run forgot cannot live forever.
@@ -24,7 +26,12 @@ def _mark(path: str) -> None:
 
 
 def idle(ready_path: str = "", seconds: float = IDLE_MAX_SECONDS) -> None:
-    """A long-running service that does nothing: marks ready_path once, then sleeps."""
+    """A long-running service that does nothing: marks ready_path once, then sleeps.
+
+    SIGUSR1 makes it run one full garbage collection, as any long-running Python program
+    does sooner or later; the bench measures memory before and after.
+    """
+    signal.signal(signal.SIGUSR1, lambda signum, frame: gc.collect())
     _mark(ready_path)
     deadline = time.monotonic() + seconds
     while True:
