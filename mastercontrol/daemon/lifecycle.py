@@ -116,15 +116,19 @@ class Lifecycle:
         for name in sorted(rows):
             if name not in configs:
                 self._save(self.store.forget_workload, name)
+        stopped = self.store.operator_stopped_names()
         for name in sorted(configs):
-            self._add(configs[name])
+            self._add(configs[name], stopped)
 
-    def _add(self, cfg: WorkloadConfig) -> Workload:
+    def _add(self, cfg: WorkloadConfig, stopped: set[str] | None = None) -> Workload:
+        """Take on a workload, with what the store remembers of it (run count, operator stop)."""
+        if stopped is None:
+            stopped = self.store.operator_stopped_names()
         w = Workload(cfg=cfg)
         self.workloads[cfg.name] = w
         self.outputs.add_workload(cfg.name, cfg.log_max_bytes, cfg.log_backups)
         w.runs = self.store.runs_started(cfg.name)
-        w.operator_stopped = cfg.name in self.store.operator_stopped_names()
+        w.operator_stopped = cfg.name in stopped
         self._save(
             self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
         )
@@ -302,10 +306,7 @@ class Lifecycle:
             )
             log.warning("%s: tick skipped, previous run still going", w.name)
             return
-        trigger = T.TICK if w.state is S.SCHEDULED else T.START
-        if w.state is S.BACKOFF:
-            trigger = T.START
-        self._launch(w, trigger)
+        self._launch(w, T.TICK if w.state is S.SCHEDULED else T.START)
 
     # ------------------------------------------------------------------ timers
 
