@@ -21,12 +21,12 @@ from typing import Any, Protocol, TypeVar
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.spawn import ChildSpec
+from mastercontrol.daemon.ticks import Ticks
 from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.backoff import Backoff
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.exitstatus import decode
-from mastercontrol.engine.schedule import TickPlanner, wall_to_monotonic_deadline
-from mastercontrol.engine.states import ACTIVE, ProcState, Trigger, next_state
+from mastercontrol.engine.states import ProcState, Trigger, next_state
 from mastercontrol.engine.timers import TimerHeap
 from mastercontrol.errors import StoreError
 from mastercontrol.store.queries import Store
@@ -97,6 +97,7 @@ class Lifecycle:
         self.master_fds = master_fds
         self.workloads: dict[str, Workload] = {}
         self.outputs = Outputs(log_dir)
+        self.ticks = Ticks(store, clock, timers, self._save, self._launch)
         self.shutting_down = False
         self.store_errors = 0
         self._store_warned = -1e9
@@ -143,7 +144,7 @@ class Lifecycle:
         if cfg.run_mode is not RunMode.SCHEDULE:
             self._launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
         else:
-            self._arm_schedule(w, catch_up=catch_up)
+            self.ticks.arm(w, catch_up=catch_up)
             if w.state is not S.STARTING and w.state is not S.RUNNING:
                 self._transition(w, T.WAIT_TICK, "waiting for the next tick")
 
@@ -251,63 +252,6 @@ class Lifecycle:
         w.retry_wall = self.clock.wall() + delay
         self.timers.schedule(("retry", w.name), self.clock.monotonic() + delay)
 
-    # ------------------------------------------------------------------ schedules
-
-    def _arm_schedule(self, w: Workload, catch_up: bool = False) -> None:
-        cfg = w.cfg
-        assert cfg.schedule is not None
-        if w.planner is None or w.planner.expr != cfg.schedule:
-            last = self.store.get_last_tick(w.name) if catch_up else None
-            w.planner = TickPlanner(cfg.schedule, last, cfg.catch_up)
-        if catch_up:
-            self._handle_due(w, "while the daemon was down")
-        self._arm_timer(w)
-
-    def _arm_timer(self, w: Workload) -> None:
-        assert w.planner is not None
-        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
-        tick = w.planner.arm(now_wall)
-        w.next_tick_wall = tick
-        self.timers.schedule(("tick", w.name), wall_to_monotonic_deadline(tick, now_wall, now_mono))
-
-    def _on_tick_timer(self, w: Workload) -> None:
-        if w.planner is None or w.operator_stopped or not w.cfg.enabled:
-            return
-        self._handle_due(w, "")
-        self._arm_timer(w)
-
-    def _handle_due(self, w: Workload, why: str) -> None:
-        """Ask the planner what is due now: record missed ticks, run at most once."""
-        assert w.planner is not None
-        now = self.clock.wall()
-        decision = w.planner.due(now)
-        if decision.tick is not None:
-            # Persisted for every handled tick (run or missed), so a restart's catch-up only
-            # counts what really came due while the daemon was down.
-            self._save(self.store.set_last_tick, w.name, decision.tick)
-        if decision.missed:
-            detail = f"{decision.missed} ticks missed" + (f" {why}" if why else "")
-            self._save(self.store.record_event, w.name, "ticks_missed", now, detail)
-        if decision.reanchored:
-            log.warning("%s: wall clock went back; schedule re-anchored", w.name)
-        if decision.run:
-            self._tick(w)
-
-    def _tick(self, w: Workload) -> None:
-        now = self.clock.wall()
-        if w.state in ACTIVE:
-            w.skipped_ticks += 1
-            self._save(
-                self.store.record_event,
-                w.name,
-                "tick_skipped",
-                now,
-                f"previous run (pid {w.pid}) still {w.state}",
-            )
-            log.warning("%s: tick skipped, previous run still going", w.name)
-            return
-        self._launch(w, T.TICK if w.state is S.SCHEDULED else T.START)
-
     # ------------------------------------------------------------------ timers
 
     def on_timer(self, key: tuple[str, str]) -> None:
@@ -316,7 +260,7 @@ class Lifecycle:
         if w is None:
             return
         if kind == "tick":
-            self._on_tick_timer(w)
+            self.ticks.on_timer(w)
         elif kind == "up" and w.state is S.STARTING:
             w.failures = 0
             self._transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # STARTING -> RUNNING
@@ -488,7 +432,7 @@ class Lifecycle:
         else:
             self._transition(w, T.WAIT_TICK)  # -> SCHEDULED
             if ("tick", w.name) not in self.timers and w.planner is not None:
-                self._arm_timer(w)
+                self.ticks.rearm(w)
 
     def _operator_launch(self, w: Workload) -> None:
         if w.state is S.COMPLETED:
@@ -498,8 +442,5 @@ class Lifecycle:
         self.timers.cancel(("retry", w.name))
         w.retry_wall = None
         if w.cfg.run_mode is RunMode.SCHEDULE:
-            # start = run now, and keep the schedule going
-            if w.planner is None:
-                w.planner = TickPlanner(w.cfg.schedule or "", None, w.cfg.catch_up)
-            self._arm_timer(w)
+            self.ticks.arm(w)  # start = run now, and keep the schedule going
         self._launch(w, T.START)
