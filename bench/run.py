@@ -116,7 +116,7 @@ def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> li
     notes += [
         "Readiness = the workload itself appended its byte to a shared file (its code runs) AND "
         "the supervisor reports every workload RUNNING; restart latency = kill -9 until the "
-        "replacement appended its byte (polled every 5 ms).",
+        "replacement appended its byte (polled every 1 ms).",
         "Memory: USS and PSS summed over the master and all its descendants "
         "(psutil memory_full_info); master CPU = user+system of the master only, never its "
         "reaped children.",
