@@ -280,35 +280,11 @@ class Store:
                 "committed before the fork"
             )
         with self.transaction():
-            self._ensure_row(name, at)
-            cur = self._conn.execute(
-                "INSERT INTO runs (workload, generation, started_at) "
-                "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
-                (at, name),
-            )
-            run_id = cur.lastrowid
-            self._conn.execute(
-                "UPDATE workloads SET runs_started = runs_started + 1, "
-                "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
-                (at, name),
-            )
-        if run_id is None:  # pragma: no cover - the INSERT ... SELECT always finds the row
-            raise StoreError(f"could not record a run of {name}")
-        return run_id
+            return self._insert_run(name, at)
 
     def _begin_run_in_batch(self, name: str, at: float, durable: bool) -> int:
         try:
-            self._ensure_row(name, at)
-            cur = self._conn.execute(
-                "INSERT INTO runs (workload, generation, started_at) "
-                "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
-                (at, name),
-            )
-            self._conn.execute(
-                "UPDATE workloads SET runs_started = runs_started + 1, "
-                "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
-                (at, name),
-            )
+            run_id = self._insert_run(name, at)
             if durable:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -316,6 +292,21 @@ class Store:
         finally:
             if not self._conn.in_transaction:
                 self._conn.execute("BEGIN IMMEDIATE")
+        return run_id
+
+    def _insert_run(self, name: str, at: float) -> int:
+        """The run row and its count, in whatever transaction is open."""
+        self._ensure_row(name, at)
+        cur = self._conn.execute(
+            "INSERT INTO runs (workload, generation, started_at) "
+            "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
+            (at, name),
+        )
+        self._conn.execute(
+            "UPDATE workloads SET runs_started = runs_started + 1, "
+            "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
+            (at, name),
+        )
         if cur.lastrowid is None:  # pragma: no cover - the INSERT ... SELECT always finds the row
             raise StoreError(f"could not record a run of {name}")
         return cur.lastrowid
