@@ -26,14 +26,6 @@ class MasterControlError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class ConfigError(MasterControlError):
-    """A configuration problem; str() is a list of `FILE:LINE: field: message` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
 class IllegalTransition(MasterControlError):
     """A state machine trigger that is not allowed from the current state."""
 

@@ -243,10 +243,9 @@ class Ctl:
                 print(problem, file=sys.stderr)
             return EXIT_FAILURE
         plan = result["plan"]
-        verb = "would" if result["dry_run"] else "will"
         for key, label in (("add", "start"), ("remove", "stop"), ("change", "restart")):
             for name in plan[key]:
-                self.out(f"{label:8} {name}" if not result["dry_run"] else f"{verb} {label} {name}")
+                self.out(f"would {label} {name}" if result["dry_run"] else f"{label:8} {name}")
         self.out(f"{len(plan['unchanged'])} unchanged")
         return EXIT_OK
 

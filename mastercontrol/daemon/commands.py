@@ -64,8 +64,8 @@ class Commands:
 
     def _views(self) -> list[dict[str, Any]]:
         sup = self.loop.supervisor
-        now_mono, now_wall = self.loop.clock.monotonic(), self.loop.clock.wall()
-        return [workload_view(sup.workloads[n], now_mono, now_wall) for n in sorted(sup.workloads)]
+        now_mono = self.loop.clock.monotonic()
+        return [workload_view(sup.workloads[n], now_mono) for n in sorted(sup.workloads)]
 
     def cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.loop.daemon_view()
@@ -89,7 +89,7 @@ class Commands:
         sup = self.loop.supervisor
         w = sup.get(name)
         self.loop.monitor.refresh()
-        view = workload_view(w, self.loop.clock.monotonic(), self.loop.clock.wall())
+        view = workload_view(w, self.loop.clock.monotonic())
         view["recent_runs"] = [asdict(r) for r in sup.store.recent_runs(name, limit=10)]
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")
         log = sup.outputs.writer(name)

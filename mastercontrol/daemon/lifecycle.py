@@ -243,10 +243,11 @@ class Lifecycle:
         if policy.exhausted(w.failures):
             self._transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
             w.failures = 0
-            delay = cfg.fatal_retry_delay
-            if delay <= 0:
+            fatal_delay = policy.fatal_delay()
+            if fatal_delay is None:  # stays FATAL until an operator starts it
                 w.retry_wall = None
                 return
+            delay = fatal_delay
         else:
             delay = policy.delay(w.failures)
         w.retry_wall = self.clock.wall() + delay
@@ -412,13 +413,13 @@ class Lifecycle:
             if then is not None or reason in ("stopped", "shutdown"):
                 self._after_stop(w, then)
                 return
-            self._next_after_run(w, quick=False)
+            self._next_after_run(w)
         elif old is S.STARTING:
             self._schedule_retry(w)  # STARTING -> BACKOFF: a quick failure
         else:
-            self._next_after_run(w, quick=False)
+            self._next_after_run(w)
 
-    def _next_after_run(self, w: Workload, quick: bool) -> None:
+    def _next_after_run(self, w: Workload) -> None:
         """What a run that ended (on its own or by a limit) leads to, by run mode."""
         if self.shutting_down or w.operator_stopped:
             return

@@ -14,7 +14,6 @@ import logging
 import os
 import selectors
 import signal
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -332,7 +331,7 @@ class MasterLoop:
             "status": self.status_line(),
             "config_problems": self.config_problems,
             "shutting_down": self.supervisor.shutting_down,
-            "time": time.time(),
+            "time": self.clock.wall(),
             "wakeups": self.wakeups,
             "system": self.monitor.system,
         }

@@ -32,20 +32,26 @@ class Supervisor(Lifecycle):
             raise IPCError("unknown_workload", f"no such workload: {name}")
         return w
 
-    def start(self, name: str) -> dict[str, Any]:
+    def _wanted(self, name: str) -> Workload:
+        """The workload an operator wants running: refused while shutting down or disabled;
+        otherwise its remembered operator stop is cleared."""
         w = self.get(name)
         if self.shutting_down:
             raise IPCError("shutting_down", "the daemon is shutting down")
+        if not w.cfg.enabled:
+            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
         if w.operator_stopped:
             w.operator_stopped = False
             self._save(self.store.set_operator_stopped, name, False)
+        return w
+
+    def start(self, name: str) -> dict[str, Any]:
+        w = self._wanted(name)
         if w.state in ACTIVE:
             if w.state is S.STOPPING:
                 w.then = "start"
                 return {"name": name, "state": w.state, "message": "will start once stopped"}
             return {"name": name, "state": w.state, "message": "already running"}
-        if not w.cfg.enabled:
-            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
         self._operator_launch(w)
         return {"name": name, "state": w.state, "pid": w.pid}
 
@@ -59,14 +65,7 @@ class Supervisor(Lifecycle):
         return {"name": name, "state": w.state}
 
     def restart(self, name: str) -> dict[str, Any]:
-        w = self.get(name)
-        if self.shutting_down:
-            raise IPCError("shutting_down", "the daemon is shutting down")
-        if not w.cfg.enabled:
-            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
-        if w.operator_stopped:
-            w.operator_stopped = False
-            self._save(self.store.set_operator_stopped, name, False)
+        w = self._wanted(name)
         if w.state in ACTIVE:
             self._halt(w, "stopped", then="start")
         else:

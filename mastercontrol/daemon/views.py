@@ -11,7 +11,7 @@ from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.states import ACTIVE
 
 
-def workload_view(w: Workload, now_mono: float, now_wall: float) -> dict[str, Any]:
+def workload_view(w: Workload, now_mono: float) -> dict[str, Any]:
     """One workload as `list --json` shows it; every key is always present."""
     cfg = w.cfg
     active = w.state in ACTIVE

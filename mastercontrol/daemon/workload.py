@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mastercontrol.config.model import RunMode, WorkloadConfig
+from mastercontrol.config.model import WorkloadConfig
 from mastercontrol.engine.exitstatus import ExitStatus
 from mastercontrol.engine.schedule import TickPlanner
 from mastercontrol.engine.states import ProcState
@@ -42,7 +42,3 @@ class Workload:
     @property
     def name(self) -> str:
         return self.cfg.name
-
-    @property
-    def mode(self) -> RunMode:
-        return self.cfg.run_mode
