@@ -88,7 +88,7 @@ class Commands:
         name = _name(args)
         sup = self.loop.supervisor
         w = sup.get(name)
-        self.loop.monitor.refresh()
+        self.loop.monitor.refresh(name)
         view = workload_view(w, self.loop.clock.monotonic())
         view["recent_runs"] = [asdict(r) for r in sup.store.recent_runs(name, limit=10)]
         view["log_path"] = str(self.loop.log_dir / f"{name}.log")

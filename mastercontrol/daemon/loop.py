@@ -71,7 +71,6 @@ class MasterLoop:
             [str(store_dir), str(log_dir)],
             daemon_config.daemon.sample_interval,
         )
-        self.has_health_checks = False
         self.wakeups = 0  # loop iterations, for `ping` (an idle master should barely wake)
         self.commands = Commands(self)
         self.control = ControlServer(
@@ -107,7 +106,7 @@ class MasterLoop:
             log.error("config: %s", problem)
         with self.supervisor.store.batch():
             self.supervisor.boot(dict(configs.workloads))
-        self._note_health_checks()
+        self.monitor.note_configs()
         now = self.clock.monotonic()
         self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
         self.timers.schedule(("sample", ""), now + min(1.0, self.monitor.interval))
@@ -182,8 +181,7 @@ class MasterLoop:
                     self.control.on_writable(fd)
         for key in self.timers.pop_due(self.clock.monotonic()):
             self._on_timer(key)
-        if self.has_health_checks:
-            self.monitor.sync_checks()
+        self.monitor.sync_checks()
         if self.supervisor.shutting_down:
             self._check_shutdown_done()
 
@@ -281,7 +279,7 @@ class MasterLoop:
             return {"dry_run": True, "plan": self.supervisor.plan(configs.workloads).to_dict()}
         self.notifier.reloading()
         plan = self.supervisor.apply(dict(configs.workloads))
-        self._note_health_checks()
+        self.monitor.note_configs()
         self.config_problems = []
         self.notifier.ready(self.status_line())
         log.info(
@@ -292,12 +290,6 @@ class MasterLoop:
             len(plan.unchanged),
         )
         return {"dry_run": False, "plan": plan.to_dict()}
-
-    def _note_health_checks(self) -> None:
-        self.has_health_checks = any(
-            (w.pending_cfg or w.cfg).health_check is not None or w.cfg.health_check is not None
-            for w in self.supervisor.workloads.values()
-        ) or bool(self.monitor.checks)
 
     def begin_shutdown(self) -> None:
         if self.supervisor.shutting_down:

@@ -19,6 +19,7 @@ from typing import Any
 from mastercontrol.daemon.healthcheck import Probe, make_probe, reap_orphans
 from mastercontrol.daemon.metrics import ProcessSampler, RssWatch, system_sample
 from mastercontrol.daemon.supervisor import Supervisor
+from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.health import HealthTracker, ProbeResult
 from mastercontrol.engine.states import ProcState
 
@@ -42,6 +43,7 @@ class Monitor:
         self.sampler = ProcessSampler()
         self.rss = RssWatch()
         self.checks: dict[str, Check] = {}
+        self.watched: set[str] = set()  # names whose config has a health check
         self.system: dict[str, Any] | None = None
         self.refreshed_at = -1e9
         system_sample([])  # prime psutil's CPU counters so the first real sample means something
@@ -52,37 +54,42 @@ class Monitor:
         """The timer's sample: the system, and the workloads whose max_rss_mb needs watching.
 
         Every other workload is sampled on demand (`refresh`, when list --json, status or top
-        asks), so an idle master with hundreds of workloads does almost no work.
+        asks), so an idle master with hundreds of workloads does almost no work. Only these
+        timed samples count towards a max_rss_mb breach: how often someone runs `status` must
+        not change when a workload is restarted.
         """
-        self._sample(only_capped=True)
+        workloads = list(self.sup.workloads.values())
+        self._sample([w for w in workloads if w.cfg.max_rss_mb], watch_rss=True)
+        self.sampler.prune(w.pid for w in workloads if w.pid is not None)
         self.system = system_sample(self.disk_paths).to_dict()
 
-    def refresh(self, max_age: float = 1.0) -> None:
-        """Sample every running workload unless that was done less than `max_age` ago."""
-        now = self.sup.clock.monotonic()
-        if now - self.refreshed_at >= max_age:
-            self._sample(only_capped=False)
-            self.refreshed_at = now
+    def refresh(self, name: str | None = None, max_age: float = 1.0) -> None:
+        """Fresh figures for one workload, or for all unless sampled less than `max_age` ago."""
+        if name is not None:
+            self._sample([self.sup.workloads[name]], watch_rss=False)
+        else:
+            now = self.sup.clock.monotonic()
+            if now - self.refreshed_at >= max_age:
+                self._sample(list(self.sup.workloads.values()), watch_rss=False)
+                self.refreshed_at = now
         if self.system is None:
             self.system = system_sample(self.disk_paths).to_dict()
 
-    def _sample(self, only_capped: bool) -> None:
-        """One oneshot() per sampled pid; a cap breached for long enough restarts the run."""
+    def _sample(self, workloads: list[Workload], watch_rss: bool) -> None:
+        """One oneshot() per running workload; with `watch_rss`, a cap breached for long enough
+        restarts the run."""
         now = self.sup.clock.monotonic()
-        live = []
-        for w in list(self.sup.workloads.values()):
+        for w in workloads:
             if w.pid is None or w.state is ProcState.STOPPING:
                 w.metrics = None
                 continue
-            live.append(w.pid)
             cap = w.cfg.max_rss_mb
-            if only_capped and not cap:
-                continue
             # The tree walk scans /proc; only workloads with a cap pay for it.
             sample = self.sampler.sample_tree(w.pid) if cap else self.sampler.sample(w.pid)
             w.metrics = sample.to_dict() if sample is not None else None
             if (
-                cap
+                watch_rss
+                and cap
                 and sample is not None
                 and self.rss.observe(w.name, sample.rss_bytes, cap * 1024 * 1024, now)
             ):
@@ -94,14 +101,31 @@ class Monitor:
                     cap,
                 )
                 self.sup.stop_for_limit(w.name, "rss_limit")
-        self.sampler.prune(live)
 
     # ------------------------------------------------------------------ health checks
 
+    def note_configs(self) -> None:
+        """After boot or reload: which workloads have (or are about to have) a health check."""
+        self.watched = {
+            n
+            for n, w in self.sup.workloads.items()
+            if w.cfg.health_check is not None
+            or (w.pending_cfg is not None and w.pending_cfg.health_check is not None)
+        }
+
     def sync_checks(self) -> None:
-        """Follow runs starting and ending: a new RUNNING pid gets a fresh tracker and timer."""
+        """Follow runs starting and ending: a new RUNNING pid gets a fresh tracker and timer.
+
+        Called after every wake; it looks only at workloads with a health check (none: no work).
+        """
+        if not self.watched and not self.checks:
+            return
         now = self.sup.clock.monotonic()
-        for name, w in self.sup.workloads.items():
+        for name in self.watched | set(self.checks):
+            w = self.sup.workloads.get(name)
+            if w is None:
+                self._drop(name)
+                continue
             hc = w.cfg.health_check
             check = self.checks.get(name)
             running = hc is not None and w.state is ProcState.RUNNING and w.pid is not None
@@ -116,9 +140,6 @@ class Monitor:
                 tracker = HealthTracker(hc, now)
                 self.checks[name] = Check(tracker, w.pid)
                 self.sup.timers.schedule(("health", name), tracker.next_probe_due())
-        for name in list(self.checks):
-            if name not in self.sup.workloads:
-                self._drop(name)
 
     def _drop(self, name: str) -> None:
         check = self.checks.pop(name, None)
