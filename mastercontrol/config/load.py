@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mastercontrol.config import checks, schema
 from mastercontrol.config.model import (
@@ -32,6 +32,8 @@ from mastercontrol.config.model import (
 )
 from mastercontrol.config.schema import Setting
 from mastercontrol.config.yamlsource import Map, Node, Problem, Scalar, kind_of, parse
+
+_C = TypeVar("_C")
 
 DAEMON_FILE = "daemon.yaml"
 INVENTORY_FILE = "inventory.yaml"
@@ -277,16 +279,25 @@ def _daemon_from_text(text: str, source: str) -> tuple[DaemonConfig, list[Proble
     return config, problems
 
 
-def load_daemon_config(path: str | os.PathLike[str]) -> tuple[DaemonConfig, list[str]]:
-    """Read one daemon.yaml. Problems (unreadable file included) come back with the defaults."""
+def _load_file(
+    path: str | os.PathLike[str],
+    empty: Callable[[str], _C],
+    from_text: Callable[[str, str], tuple[_C, list[Problem]]],
+) -> tuple[_C, list[str]]:
+    """Read one file with `from_text`; an unreadable file gives `empty(source)` and why."""
     source = os.fspath(path)
     text, problems, io_error = _read(Path(path))
     if io_error is not None:
-        return DaemonConfig(source=source), [f"{source}: {io_error}"]
+        return empty(source), [f"{source}: {io_error}"]
     if text is None:
-        return DaemonConfig(source=source), _strings(source, problems)
-    config, problems = _daemon_from_text(text, source)
+        return empty(source), _strings(source, problems)
+    config, problems = from_text(text, source)
     return config, _strings(source, problems)
+
+
+def load_daemon_config(path: str | os.PathLike[str]) -> tuple[DaemonConfig, list[str]]:
+    """Read one daemon.yaml. Problems (unreadable file included) come back with the defaults."""
+    return _load_file(path, lambda source: DaemonConfig(source=source), _daemon_from_text)
 
 
 # --- inventory.yaml ----------------------------------------------------------------------------
@@ -323,14 +334,7 @@ def load_inventory(path: str | os.PathLike[str]) -> tuple[Inventory, list[str]]:
 
     Clients with problems are left out of the result; the problems say why.
     """
-    source = os.fspath(path)
-    text, problems, io_error = _read(Path(path))
-    if io_error is not None:
-        return Inventory(source=source), [f"{source}: {io_error}"]
-    if text is None:
-        return Inventory(source=source), _strings(source, problems)
-    inventory, problems = _inventory_from_text(text, source)
-    return inventory, _strings(source, problems)
+    return _load_file(path, lambda source: Inventory(source=source), _inventory_from_text)
 
 
 # --- config dir / in-memory set ----------------------------------------------------------------
