@@ -188,8 +188,8 @@ def test_master_sigkill_leaves_no_orphans(daemon: Daemon, tmp_path: Path) -> Non
     daemon.kill9()
     wait_for(lambda: not pid_alive(child), what="child gone after master SIGKILL")
     wait_for(lambda: not pid_alive(parent), what="parent workload gone")
-    # The grandchild is not a direct child of the master: PDEATHSIG reaches it through its
-    # parent only if that parent's death is noticed; the process group kill covers the rest.
+    # PDEATHSIG takes the master's children with it, not their children: the grandchild outlives
+    # the SIGKILL, and the restarted daemon kills the process group of the interrupted run.
     daemon.start()
     wait_for(lambda: not pid_alive(grandchild), what="grandchild gone after restart")
 
