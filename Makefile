@@ -9,7 +9,7 @@ DAEMON_ARGS := --config-dir examples/configs --db-path $(VAR)/state.db \
 CTL    := $(BIN)/mastercontrol-ctl $(DAEMON_ARGS)
 
 .PHONY: install run start stop restart status logs test lint validate clean bench \
-        setup setup-local deploy deploy-client deploy-dry-run deploy-sync
+        system-packages setup setup-local deploy deploy-client deploy-dry-run deploy-sync
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mastercontrol tests examples bench
 	$(BIN)/mypy
 
-test: lint
+# The system packages the suite needs are listed once, in .ci/packages: installed when run as
+# root, named (with the apt-get line to install them) otherwise.
+system-packages:
+	@sh .ci/system-packages
+
+test: system-packages lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
