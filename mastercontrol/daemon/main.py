@@ -1,8 +1,9 @@
 """mastercontrold: the daemon's entry point — options, paths, logging, lock, then the loop.
 
 Runs in the foreground (systemd style). SIGTERM/SIGINT stop it gracefully, SIGHUP reloads the
-config. Exit codes: 0 after a clean stop, 75 when another daemon holds the lock, 78 for an
-unusable configuration or paths, 70 for an internal error. Imports the stdlib and the package.
+config. Exit codes: 0 after a clean stop, 75 when another daemon holds the socket's or the
+state database's lock, 78 for an unusable configuration or paths (a symlink planted where a lock
+file belongs included), 70 for an internal error. Imports the stdlib and the package.
 """
 
 from __future__ import annotations
@@ -81,15 +82,25 @@ def main(argv: list[str] | None = None) -> int:
         settings.log_backups,
     )
     notifier = Notifier.from_environ()  # also strips NOTIFY_SOCKET & co. from what children see
-    lock = DaemonLock(paths.socket_path)
-    try:
-        lock.acquire()
-    except DaemonLocked as exc:
-        log.error("%s", exc)
-        return EX_TEMPFAIL
-    except OSError as exc:
-        log.error("cannot create %s: %s", paths.socket_path.parent, exc)
-        return EX_CONFIG
+    # One daemon per socket and one per state database: a second daemon on the same DB with
+    # another socket would declare the first one's runs dead and repeat counted runs.
+    locks = [
+        DaemonLock(paths.socket_path, "socket"),
+        DaemonLock(paths.db_path, "state database"),
+    ]
+    held: list[DaemonLock] = []
+    for lock in locks:
+        try:
+            lock.acquire()
+        except DaemonLocked as exc:
+            log.error("%s", exc)
+            _release(held)
+            return EX_TEMPFAIL
+        except OSError as exc:
+            log.error("cannot create the lock %s: %s", lock.path, exc.strerror or exc)
+            _release(held)
+            return EX_CONFIG
+        held.append(lock)
     try:
         clock = SystemClock()
         try:
@@ -132,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("mastercontrold failed")
         return EX_SOFTWARE
     finally:
+        _release(held)
+
+
+def _release(locks: list[DaemonLock]) -> None:
+    for lock in reversed(locks):
         lock.release()
 
 
