@@ -4,7 +4,7 @@ Both drivers take the same `Spec` list and expose the same methods, so a scenari
 once and run on each. Master Control is read over its JSON-lines socket, supervisord over
 XML-RPC on its Unix socket (stdlib xmlrpc with a Unix-socket transport, so the bench needs no
 supervisor import). Imports the standard library, psutil (via bench.procs) and
-mastercontrol.ctl.client; no daemon internals.
+mastercontrol.ipc.client; no daemon internals.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench import procs
-from mastercontrol.ctl.client import ControlClient
+from mastercontrol.ipc.client import MasterClient
 
 ROOT = Path(__file__).resolve().parent.parent
 MC_BIN = ROOT / ".venv" / "bin"
@@ -97,7 +97,7 @@ class MasterControl(_Base):
             "--socket-path", str(self.dir / "mc.sock"),
             "--log-dir", str(self.dir / "log"),
         ]  # fmt: skip
-        self.client = ControlClient(self.dir / "mc.sock", timeout=10.0)
+        self.client = MasterClient(self.dir / "mc.sock", timeout=10.0)
 
     def start(self, specs: list[Spec]) -> None:
         conf = self.dir / "conf"
@@ -119,7 +119,7 @@ class MasterControl(_Base):
 
     def states(self) -> dict[str, tuple[str, int | None]]:
         try:
-            result = self.client.call("list")
+            result = self.client.workloads()
         except Exception:  # not up yet, or busy: the caller polls again
             return {}
         return {w["name"]: (str(w["state"]), w["pid"]) for w in result["workloads"]}

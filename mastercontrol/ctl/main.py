@@ -20,7 +20,6 @@ from typing import Any
 from mastercontrol import __version__
 from mastercontrol.config.paths import Paths, add_path_options, paths_from_args
 from mastercontrol.ctl import follow, render
-from mastercontrol.ctl.client import ControlClient, DaemonUnreachable
 from mastercontrol.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -31,6 +30,8 @@ from mastercontrol.errors import (
     EXIT_USAGE,
     IPCError,
 )
+from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
+from mastercontrol.ipc.protocol import ErrorCode
 
 # `status` exits 0 for these: the workload is doing what it should (an agent between ticks too).
 LIVE_STATES = frozenset({"RUNNING", "STARTING", "SCHEDULED"})
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 class Ctl:
     def __init__(self, paths: Paths, out: Callable[[str], None] = print) -> None:
         self.paths = paths
-        self.client = ControlClient(paths.socket_path)
+        self.client = MasterClient(paths.socket_path)
         self.out = out
 
     def err(self, text: str) -> None:
@@ -109,7 +110,7 @@ class Ctl:
 
     def cmd_up(self, args: argparse.Namespace) -> int:
         try:
-            info = self.client.call("ping")
+            info = self.client.ping()
             self.out(f"mastercontrold is already running (pid {info['pid']})")
             return EXIT_OK
         except DaemonUnreachable:
@@ -130,7 +131,7 @@ class Ctl:
                 self.err(f"mastercontrold exited with status {code}; see {errlog}")
                 return EXIT_FAILURE
             try:
-                info = self.client.call("ping")
+                info = self.client.ping()
                 self.out(f"mastercontrold started (pid {info['pid']})")
                 return EXIT_OK
             except DaemonUnreachable:
@@ -139,7 +140,7 @@ class Ctl:
         return EXIT_FAILURE
 
     def cmd_down(self, args: argparse.Namespace) -> int:
-        result = self.client.call("down")
+        result = self.client.down()
         pid = int(result["pid"])
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -160,10 +161,8 @@ class Ctl:
     # ------------------------------------------------------------------ workloads
 
     def cmd_list(self, args: argparse.Namespace) -> int:
-        kwargs: dict[str, Any] = {"tag": args.tag} if args.tag else {}
-        if args.json:
-            kwargs["metrics"] = True  # fresh CPU/memory samples; the table does not show them
-        result = self.client.call("list", **kwargs)
+        # --json: fresh CPU/memory samples; the table does not show them
+        result = self.client.workloads(tag=args.tag or None, metrics=args.json)
         if args.json:
             self.out(json.dumps(result, indent=2, sort_keys=True))
         elif args.names:
@@ -176,14 +175,18 @@ class Ctl:
                 self.out(f"\n{len(problems)} config problem(s); see 'mastercontrol-ctl validate'")
         return EXIT_OK
 
-    def _each(self, cmd: str, names: list[str]) -> int:
+    def _each(self, verb: Callable[[str], dict[str, Any]], names: list[str]) -> int:
         worst = EXIT_OK
         for name in names:
             try:
-                result = self.client.call(cmd, name=name)
+                result = verb(name)
             except IPCError as exc:
                 self.err(f"{name}: {exc}")
-                code = EXIT_UNKNOWN_WORKLOAD if exc.code == "unknown_workload" else EXIT_FAILURE
+                code = (
+                    EXIT_UNKNOWN_WORKLOAD
+                    if exc.code == ErrorCode.UNKNOWN_WORKLOAD
+                    else EXIT_FAILURE
+                )
                 worst = max(worst, code)
                 continue
             extra = f" ({result['message']})" if result.get("message") else ""
@@ -192,16 +195,16 @@ class Ctl:
         return worst
 
     def cmd_start(self, args: argparse.Namespace) -> int:
-        return self._each("start", args.names)
+        return self._each(self.client.start, args.names)
 
     def cmd_stop(self, args: argparse.Namespace) -> int:
-        return self._each("stop", args.names)
+        return self._each(self.client.stop, args.names)
 
     def cmd_restart(self, args: argparse.Namespace) -> int:
-        return self._each("restart", args.names)
+        return self._each(self.client.restart, args.names)
 
     def cmd_status(self, args: argparse.Namespace) -> int:
-        result = self.client.call("status", name=args.name)
+        result = self.client.status(args.name)
         if args.json:
             self.out(json.dumps(result, indent=2, sort_keys=True))
         else:
@@ -213,7 +216,7 @@ class Ctl:
             self.err("-n must be 0 or more")
             return EXIT_USAGE
         try:
-            result = self.client.call("logs", name=args.name, lines=min(args.lines, 10000))
+            result = self.client.logs(args.name, lines=min(args.lines, 10000))
             path = Path(result["path"])
             lines = result["lines"]
         except DaemonUnreachable:
@@ -233,9 +236,9 @@ class Ctl:
 
     def cmd_reload(self, args: argparse.Namespace) -> int:
         try:
-            result = self.client.call("reload", dry_run=args.dry_run)
+            result = self.client.reload(dry_run=args.dry_run)
         except IPCError as exc:
-            if exc.code != "invalid_config":
+            if exc.code != ErrorCode.INVALID_CONFIG:
                 raise
             details = exc.details if isinstance(exc.details, dict) else {}
             self.err("config rejected, nothing changed:")
@@ -252,7 +255,7 @@ class Ctl:
     def cmd_top(self, args: argparse.Namespace) -> int:
         count = 0
         while True:
-            result = self.client.call("list", metrics=True)
+            result = self.client.workloads(metrics=True)
             ws = result["workloads"]
             rows = []
             for w in ws:
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except IPCError as exc:
         ctl.err(str(exc))
-        return EXIT_UNKNOWN_WORKLOAD if exc.code == "unknown_workload" else EXIT_FAILURE
+        return EXIT_UNKNOWN_WORKLOAD if exc.code == ErrorCode.UNKNOWN_WORKLOAD else EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

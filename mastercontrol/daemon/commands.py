@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mastercontrol.daemon.logfile import read_tail
 from mastercontrol.daemon.views import workload_view
 from mastercontrol.errors import IPCError
+from mastercontrol.ipc.protocol import COMMANDS, ErrorCode
 
 if TYPE_CHECKING:
     from mastercontrol.daemon.loop import MasterLoop
@@ -25,31 +26,21 @@ MAX_LOG_LINES = 10000
 def _name(args: dict[str, Any]) -> str:
     name = args.get("name")
     if not isinstance(name, str) or not name:
-        raise IPCError("bad_request", "this command needs a string argument 'name'")
+        raise IPCError(ErrorCode.BAD_REQUEST, "this command needs a string argument 'name'")
     return name
 
 
 def _int(args: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise IPCError("bad_request", f"'{key}' must be an integer from {lo} to {hi}")
+        raise IPCError(ErrorCode.BAD_REQUEST, f"'{key}' must be an integer from {lo} to {hi}")
     return value
 
 
 class Commands:
     """Dispatches `cmd` names to handler methods; nothing outside TABLE is reachable."""
 
-    TABLE = (
-        "ping",
-        "list",
-        "status",
-        "start",
-        "stop",
-        "restart",
-        "reload",
-        "down",
-        "logs",
-    )
+    TABLE = COMMANDS  # the protocol's list: the MasterClient façade has one method each
 
     def __init__(self, loop: MasterLoop) -> None:
         self.loop = loop
@@ -57,7 +48,8 @@ class Commands:
     def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd not in self.TABLE:
             raise IPCError(
-                "unknown_command", f"unknown command {cmd!r}; known: {', '.join(self.TABLE)}"
+                ErrorCode.UNKNOWN_COMMAND,
+                f"unknown command {cmd!r}; known: {', '.join(self.TABLE)}",
             )
         handler = getattr(self, f"cmd_{cmd}")
         return handler(args)
@@ -73,10 +65,10 @@ class Commands:
     def cmd_list(self, args: dict[str, Any]) -> dict[str, Any]:
         tag = args.get("tag")
         if tag is not None and not isinstance(tag, str):
-            raise IPCError("bad_request", "'tag' must be a string")
+            raise IPCError(ErrorCode.BAD_REQUEST, "'tag' must be a string")
         metrics = args.get("metrics", False)
         if not isinstance(metrics, bool):
-            raise IPCError("bad_request", "'metrics' must be true or false")
+            raise IPCError(ErrorCode.BAD_REQUEST, "'metrics' must be true or false")
         if metrics:
             self.loop.monitor.refresh()
         views = self._views()
@@ -109,7 +101,7 @@ class Commands:
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         dry_run = args.get("dry_run", False)
         if not isinstance(dry_run, bool):
-            raise IPCError("bad_request", "'dry_run' must be true or false")
+            raise IPCError(ErrorCode.BAD_REQUEST, "'dry_run' must be true or false")
         return self.loop.reload(dry_run)
 
     def cmd_down(self, args: dict[str, Any]) -> dict[str, Any]:

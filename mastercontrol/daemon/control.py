@@ -5,14 +5,14 @@ non-blocking and every buffer is capped, so a client that stalls, sends garbage 
 its replies cannot block the loop or grow the master's memory. Each request line is decoded here
 and handed to one `dispatch(cmd, args) -> result` callable (the master's narrow interface); the
 reply is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message"}}`.
-Imports only the standard library.
+The wire format (framing, limits, error codes) is mastercontrol.ipc.protocol's, shared with
+every client. Imports only the standard library and mastercontrol.ipc.
 """
 
 from __future__ import annotations
 
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from mastercontrol.errors import IPCError
+from mastercontrol.ipc.protocol import MAX_REQUEST_BYTES, ErrorCode, decode_request, encode_reply
 
 log = logging.getLogger("mastercontrol.control")
 
-MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one request line (config uploads are the largest)
 MAX_REPLY_BACKLOG = 16 * 1024 * 1024  # unread replies before a client is dropped
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 60.0  # seconds a connection may sit with a half-sent request or unread reply
@@ -40,36 +40,6 @@ class Connection:
     inbuf: bytearray = field(default_factory=bytearray)
     outbuf: bytearray = field(default_factory=bytearray)
     closing: bool = False  # close once outbuf is sent
-
-
-def encode_reply(result: Any = None, error: IPCError | None = None) -> bytes:
-    if error is not None:
-        err: dict[str, Any] = {"code": error.code, "message": str(error)}
-        if error.details is not None:
-            err["details"] = error.details
-        body: dict[str, Any] = {"ok": False, "error": err}
-    else:
-        body = {"ok": True, "result": result}
-    return json.dumps(body, separators=(",", ":"), default=str).encode() + b"\n"
-
-
-def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
-    """Decode one request line; IPCError('bad_request') for anything malformed."""
-    try:
-        req = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IPCError("bad_json", f"request is not valid JSON: {exc}") from None
-    if not isinstance(req, dict):
-        raise IPCError("bad_request", "request must be a JSON object")
-    cmd = req.get("cmd")
-    if not isinstance(cmd, str) or not cmd:
-        raise IPCError("bad_request", "request needs a string field 'cmd'")
-    args = req.get("args", {})
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise IPCError("bad_request", "'args' must be a JSON object")
-    return cmd, args
 
 
 class ControlServer:
@@ -122,7 +92,7 @@ class ControlServer:
             sock.setblocking(False)
             conn = Connection(sock, now)
             if len(self.conns) >= MAX_CONNECTIONS and not self._evict_idle():
-                err = IPCError("busy", f"too many connections (max {MAX_CONNECTIONS})")
+                err = IPCError(ErrorCode.BUSY, f"too many connections (max {MAX_CONNECTIONS})")
                 conn.outbuf += encode_reply(error=err)
                 conn.closing = True
             self.conns[sock.fileno()] = conn
@@ -159,7 +129,7 @@ class ControlServer:
         conn.inbuf += data
         self._handle_lines(conn)
         if len(conn.inbuf) > MAX_REQUEST_BYTES:
-            err = IPCError("too_large", f"request exceeds {MAX_REQUEST_BYTES} bytes")
+            err = IPCError(ErrorCode.TOO_LARGE, f"request exceeds {MAX_REQUEST_BYTES} bytes")
             conn.inbuf.clear()
             conn.outbuf += encode_reply(error=err)
             conn.closing = True
@@ -184,13 +154,13 @@ class ControlServer:
 
     def _answer(self, line: bytes) -> bytes:
         try:
-            cmd, args = parse_request(line)
+            cmd, args = decode_request(line)
             return encode_reply(self.dispatch(cmd, args))
         except IPCError as exc:
             return encode_reply(error=exc)
         except Exception as exc:  # a bug in a handler must not take the master down
             log.exception("IPC command failed")
-            return encode_reply(error=IPCError("internal", f"internal error: {exc}"))
+            return encode_reply(error=IPCError(ErrorCode.INTERNAL, f"internal error: {exc}"))
 
     def on_writable(self, fd: int) -> None:
         self._flush(fd)

@@ -31,6 +31,7 @@ from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.timers import TimerHeap
 from mastercontrol.errors import IPCError, StoreError
+from mastercontrol.ipc.protocol import ErrorCode
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger("mastercontrol.loop")
@@ -271,7 +272,7 @@ class MasterLoop:
         configs = self.load_config(self.config_dir)
         if configs.problems:
             raise IPCError(
-                "invalid_config",
+                ErrorCode.INVALID_CONFIG,
                 "config rejected, nothing changed:\n" + "\n".join(configs.problems),
                 details={"problems": configs.problems},
             )

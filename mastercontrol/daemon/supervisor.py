@@ -17,6 +17,7 @@ from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.planner import ReloadPlan, plan_reload
 from mastercontrol.engine.states import ACTIVE, ProcState
 from mastercontrol.errors import IPCError
+from mastercontrol.ipc.protocol import ErrorCode
 
 S = ProcState
 
@@ -29,7 +30,7 @@ class Supervisor(Lifecycle):
     def get(self, name: str) -> Workload:
         w = self.workloads.get(name)
         if w is None:
-            raise IPCError("unknown_workload", f"no such workload: {name}")
+            raise IPCError(ErrorCode.UNKNOWN_WORKLOAD, f"no such workload: {name}")
         return w
 
     def _wanted(self, name: str) -> Workload:
@@ -37,9 +38,9 @@ class Supervisor(Lifecycle):
         otherwise its remembered operator stop is cleared."""
         w = self.get(name)
         if self.shutting_down:
-            raise IPCError("shutting_down", "the daemon is shutting down")
+            raise IPCError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
         if not w.cfg.enabled:
-            raise IPCError("disabled", f"{name} is disabled in its config (enabled: false)")
+            raise IPCError(ErrorCode.DISABLED, f"{name} is disabled in its config (enabled: false)")
         if w.operator_stopped:
             w.operator_stopped = False
             self._save(self.store.set_operator_stopped, name, False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mastercontrol"
-CORE = ["config", "engine", "daemon", "store", "errors.py"]
+CORE = ["config", "engine", "daemon", "store", "ipc", "errors.py"]
 CORE_THIRD_PARTY = {"yaml", "croniter", "psutil"}
 CONFINED = {"bottle": "api", "waitress": "api", "fabric": "deploy", "invoke": "deploy"}
 

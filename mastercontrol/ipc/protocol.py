@@ -1,0 +1,143 @@
+"""The one definition of the master's IPC protocol: framing, limits, error codes, commands.
+
+Newline-delimited JSON over a Unix stream socket. A request is
+`{"cmd": "<name>", "args": {...}}`; a reply is `{"ok": true, "result": ...}` or
+`{"ok": false, "error": {"code", "message", "details"?}}`. Both sides — the master's control
+server (mastercontrol.daemon.control) and every client (mastercontrol.ipc.client) — encode and
+decode through these functions, so they cannot drift apart. Imports only the standard library
+and mastercontrol.errors; never the daemon, the CLI or the API.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from mastercontrol.errors import IPCError
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one request line (config uploads are the largest)
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # one reply line, as far as a client will read
+# Deeper JSON is refused before anything walks it: no request or reply needs more than a
+# handful of levels, and a recursive consumer of a 100 000-deep list would hit Python's
+# recursion limit (json.loads itself raises RecursionError past ~1000).
+MAX_JSON_DEPTH = 32
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes of IPC replies (clients and the HTTP APIs switch on them)."""
+
+    BAD_JSON = "bad_json"  # the request line is not JSON
+    BAD_REQUEST = "bad_request"  # not an object, no cmd, a wrong argument, nested too deeply
+    UNKNOWN_COMMAND = "unknown_command"
+    TOO_LARGE = "too_large"  # the request line exceeds MAX_REQUEST_BYTES
+    BUSY = "busy"  # too many connections
+    UNKNOWN_WORKLOAD = "unknown_workload"
+    DISABLED = "disabled"  # the workload has enabled: false
+    SHUTTING_DOWN = "shutting_down"
+    INVALID_CONFIG = "invalid_config"  # details: {"problems": [...]}
+    PERMISSION_DENIED = "permission_denied"  # the master may not write what was asked
+    INTERNAL = "internal"  # a bug in a handler; logged with its traceback
+    BAD_REPLY = "bad_reply"  # client side only: the reply could not be decoded
+
+
+# The commands the master serves (daemon/commands.py dispatches exactly these; the
+# MasterClient façade has one method per command — tests/unit/test_ipc_commands.py).
+COMMANDS: tuple[str, ...] = (
+    "ping",
+    "list",
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "down",
+    "logs",
+)
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    """True if `value` nests at most `limit` containers deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _loads(line: bytes, code: ErrorCode, what: str) -> Any:
+    """Parse one JSON line; IPCError(code) if it is not JSON or nests too deeply."""
+    try:
+        value = json.loads(line)
+    except RecursionError:
+        value = None
+        deep = True
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IPCError(code, f"{what} is not valid JSON: {exc}") from None
+    else:
+        deep = not _depth_ok(value, MAX_JSON_DEPTH)
+    if deep:
+        bad = ErrorCode.BAD_REQUEST if code is ErrorCode.BAD_JSON else code
+        raise IPCError(bad, f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def encode_request(cmd: str, args: dict[str, Any] | None = None) -> bytes:
+    """One request line (with its newline)."""
+    return _dumps({"cmd": cmd, "args": args or {}})
+
+
+def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """(cmd, args) of one request line; IPCError bad_json/bad_request for anything malformed."""
+    req = _loads(line, ErrorCode.BAD_JSON, "request")
+    if not isinstance(req, dict):
+        raise IPCError(ErrorCode.BAD_REQUEST, "request must be a JSON object")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise IPCError(ErrorCode.BAD_REQUEST, "request needs a string field 'cmd'")
+    args = req.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise IPCError(ErrorCode.BAD_REQUEST, "'args' must be a JSON object")
+    return cmd, args
+
+
+def encode_reply(result: Any = None, error: IPCError | None = None) -> bytes:
+    """One reply line: the result, or the error with its code, message and details."""
+    if error is not None:
+        err: dict[str, Any] = {"code": str(error.code), "message": str(error)}
+        if error.details is not None:
+            err["details"] = error.details
+        return _dumps({"ok": False, "error": err})
+    return _dumps({"ok": True, "result": result})
+
+
+def decode_reply(line: bytes) -> Any:
+    """The result of one reply line; raises the master's IPCError, or IPCError bad_reply."""
+    body = _loads(line, ErrorCode.BAD_REPLY, "reply")
+    if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
+        raise IPCError(ErrorCode.BAD_REPLY, "reply is not an IPC reply object")
+    if body["ok"]:
+        return body.get("result")
+    err = body.get("error")
+    if not isinstance(err, dict) or not isinstance(err.get("code"), str):
+        raise IPCError(ErrorCode.BAD_REPLY, "error reply without an error code")
+    code: str = err["code"]
+    try:
+        code = ErrorCode(code)  # a newer master may send a code this client does not know
+    except ValueError:
+        pass
+    raise IPCError(code, str(err.get("message", "")), err.get("details"))
