@@ -19,7 +19,7 @@ from typing import Any
 
 from mastercontrol import __version__
 from mastercontrol.config.paths import Paths, add_path_options, paths_from_args
-from mastercontrol.ctl import follow, render
+from mastercontrol.ctl import follow, render, systemd_unit
 from mastercontrol.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -76,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("name", metavar="NAME")
     rl = sub.add_parser("reload", help="apply config changes (only what differs restarts)")
     rl.add_argument("--dry-run", action="store_true", help="show what would change")
+    su = sub.add_parser(
+        "systemd-unit",
+        help="print (or --install) the systemd unit with this installation's program paths",
+    )
+    su.add_argument(
+        "--install",
+        nargs="?",
+        const=str(systemd_unit.DEFAULT_UNIT_DIR),
+        metavar="DIR",
+        help=f"write the unit into DIR (default {systemd_unit.DEFAULT_UNIT_DIR})",
+    )
+    su.add_argument(
+        "--no-hardening", action="store_true", help="with --install: skip the hardening drop-in"
+    )
     tp = sub.add_parser("top", help="live table of workloads with CPU and memory")
     tp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     tp.add_argument("--iterations", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -311,6 +325,23 @@ class Ctl:
         self.out(f"OK: {len(configs.workloads)} workloads in {self.paths.config_dir}")
         return EXIT_OK
 
+    def cmd_systemd_unit(self, args: argparse.Namespace) -> int:
+        try:
+            rendered = systemd_unit.render()
+            if args.install is None:
+                self.out(rendered.unit.rstrip("\n"))
+                return EXIT_OK
+            written = systemd_unit.install(
+                rendered, Path(args.install), hardening=not args.no_hardening
+            )
+        except (systemd_unit.UnitError, OSError) as exc:
+            self.err(str(exc))
+            return EXIT_FAILURE
+        for path in written:
+            self.out(f"wrote {path}")
+        self.out("next: systemctl daemon-reload && systemctl enable --now mastercontrold")
+        return EXIT_OK
+
     def cmd_run(self, args: argparse.Namespace) -> int:
         from mastercontrol.config.load import load_config_dir
         from mastercontrol.daemon.oneshot import run_foreground
@@ -331,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctl = Ctl(paths_from_args(args))
-    handler = getattr(ctl, f"cmd_{args.command}")
+    handler = getattr(ctl, f"cmd_{args.command.replace('-', '_')}")
     try:
         code: int = handler(args)
         return code

@@ -194,3 +194,91 @@ def test_drop_in_has_only_service_settings() -> None:
     assert sections == {"Service"}
     keys = {key for _, key, _ in directives(DROP_IN)}
     assert {"ProtectSystem", "NoNewPrivileges", "PrivateTmp"} <= keys
+
+
+def _pip_installed_venv(tmp_path: Path) -> Path:
+    """A fresh venv with mastercontrol installed the way an operator does it: a wheel, by pip,
+    not editable. Runtime dependencies come from the test venv through a .pth line (that adds
+    only the directory, so the test venv's editable mastercontrol stays out of the way)."""
+    repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".*_cache", "artifacts"
+    )
+    shutil.copytree(repo, src, ignore=ignore)
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(wheels),
+            str(src),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    venv = tmp_path / "opt" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    vpy = venv / "bin" / "python"
+    subprocess.run(
+        [
+            str(vpy),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            *map(str, wheels.glob("*.whl")),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    site = subprocess.run(
+        [str(vpy), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    deps = [p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir()]
+    Path(site, "test-deps.pth").write_text("".join(f"{p}\n" for p in deps))
+    return venv
+
+
+def test_the_unit_as_installed_by_pip_verifies(tmp_path: Path) -> None:
+    # The shipped unit names /usr/local/bin, which a venv install does not have; the operator
+    # installs the unit with `mastercontrol-ctl systemd-unit --install`, which points it at
+    # the venv's own programs, and systemd must accept exactly that file.
+    venv = _pip_installed_venv(tmp_path)
+    units = tmp_path / "etc-systemd-system"
+    done = subprocess.run(
+        [str(venv / "bin" / "mastercontrol-ctl"), "systemd-unit", "--install", str(units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    unit = units / UNIT.name
+    service = settings(unit)
+    assert service["ExecStart"] == [str(venv / "bin" / "mastercontrold")]
+    assert service["ExecReload"] == [f"{venv / 'bin' / 'mastercontrol-ctl'} reload"]
+    assert (units / f"{UNIT.name}.d" / "hardening.conf").read_text() == DROP_IN.read_text()
+    result = run_verify(unit)
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
+
+
+def test_systemd_unit_refuses_an_installation_without_its_programs(tmp_path: Path) -> None:
+    from mastercontrol.ctl import systemd_unit
+
+    with pytest.raises(systemd_unit.UnitError, match="is not an executable"):
+        systemd_unit.render(tmp_path)
