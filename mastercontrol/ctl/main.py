@@ -235,7 +235,7 @@ class Ctl:
             lines = result["lines"]
         except DaemonUnreachable:
             # The log files are plain files: readable without the daemon.
-            from mastercontrol.daemon.logfile import read_tail
+            from mastercontrol.logfile import read_tail
 
             path = self.paths.log_dir / f"{args.name}.log"
             if not path.exists():
@@ -343,9 +343,9 @@ class Ctl:
         return EXIT_OK
 
     def cmd_run(self, args: argparse.Namespace) -> int:
+        from mastercontrol.child.oneshot import run_foreground
+        from mastercontrol.child.spawn import ChildSpec
         from mastercontrol.config.load import load_config_dir
-        from mastercontrol.daemon.oneshot import run_foreground
-        from mastercontrol.daemon.spawn import ChildSpec
 
         configs = load_config_dir(self.paths.config_dir)
         cfg = configs.workloads.get(args.name)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from mastercontrol.daemon.logfile import read_tail
 from mastercontrol.daemon.views import workload_view
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import COMMANDS, ErrorCode
+from mastercontrol.logfile import read_tail
 
 if TYPE_CHECKING:
     from mastercontrol.daemon.loop import MasterLoop

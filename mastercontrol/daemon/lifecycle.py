@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.output import Outputs
-from mastercontrol.daemon.spawn import ChildSpec
 from mastercontrol.daemon.ticks import Ticks
 from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.backoff import Backoff

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from mastercontrol import __version__
+from mastercontrol.child.spawn import spawn
 from mastercontrol.config.load import load_config_dir
 from mastercontrol.config.paths import add_path_options, paths_from_args
 from mastercontrol.daemon.lock import DaemonLock
 from mastercontrol.daemon.loop import MasterLoop
-from mastercontrol.daemon.spawn import spawn
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import SystemClock
 from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError

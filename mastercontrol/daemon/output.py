@@ -15,7 +15,7 @@ import select
 from dataclasses import dataclass
 from pathlib import Path
 
-from mastercontrol.daemon.logfile import LogWriter
+from mastercontrol.logfile import LogWriter
 
 READ_CHUNK = 65536
 READS_PER_WAKE = 16  # bounded, so one chatty child cannot starve the loop

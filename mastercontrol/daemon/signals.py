@@ -3,7 +3,7 @@
 Handlers store the signal number and nothing else; `signal.set_wakeup_fd` makes select() return
 at once (without it, PEP 475 retries select() and sleeps out its whole timeout). SIGCHLD gets a
 handler too, because SIG_DFL would not wake the loop. Children undo all of this first thing in
-their bootstrap (`mastercontrol.daemon.spawn`). Imports only the standard library.
+their bootstrap (`mastercontrol.child.spawn`). Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Decode how a child ended into (exit code, signal, reason, text).
 
-The child bootstrap (`mastercontrol.daemon.spawn`) exits with the reserved codes below when it
+The child bootstrap (`mastercontrol.child.spawn`) exits with the reserved codes below when it
 fails before or around the workload's own code, so the master can tell a workload's own exit
 status from a setup failure or a MemoryError. Imports only the standard library.
 """

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig, WorkloadType
-from mastercontrol.daemon.spawn import ChildSpec
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.engine.clock import FakeClock
 from mastercontrol.engine.timers import TimerHeap

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mastercontrol.daemon import limits
-from mastercontrol.daemon.limits import MIB, memory_limit_bytes, read_vm_size
-from mastercontrol.daemon.spawn import ChildSpec, spawn
+from mastercontrol.child import limits
+from mastercontrol.child.limits import MIB, memory_limit_bytes, read_vm_size
+from mastercontrol.child.spawn import ChildSpec, spawn
 from mastercontrol.engine.exitstatus import CHILD_EXIT_MEMORY
 from tests.unit.childhelpers import kill_group, read_output, wait_exit
 

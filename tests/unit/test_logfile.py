@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mastercontrol.daemon.logfile import LogWriter, read_tail
+from mastercontrol.logfile import LogWriter, read_tail
 
 STAMP = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 "
 T0 = 1_795_751_379.123  # 2026-11-27T03:49:39.123Z

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mastercontrol.daemon.oneshot import EXIT_INTERRUPTED, EXIT_TIMEOUT, run_foreground
-from mastercontrol.daemon.spawn import CTX, ChildSpec
+from mastercontrol.child.oneshot import EXIT_INTERRUPTED, EXIT_TIMEOUT, run_foreground
+from mastercontrol.child.spawn import CTX, ChildSpec
 from mastercontrol.engine.exitstatus import CHILD_EXIT_MEMORY
 from tests.unit.childhelpers import DEADLINE, is_gone, read_output, wait_exit
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from mastercontrol.child.spawn import CTX, ChildSpec, SpawnedChild, spawn
 from mastercontrol.config.model import RunMode, WorkloadConfig, WorkloadType
-from mastercontrol.daemon.spawn import CTX, ChildSpec, SpawnedChild, spawn
 from mastercontrol.engine.exitstatus import (
     CHILD_EXIT_EXEC_FAILED,
     CHILD_EXIT_IMPORT_FAILED,

@@ -4,7 +4,7 @@ The child gets the daemon's bootstrap (own session and process group, PDEATHSIG,
 working dir, closed fds) but keeps the terminal as its stdout/stderr. This process forwards
 SIGINT/SIGTERM to the child's process group, enforces the timeout, and returns an exit code
 the way a shell reports one. Reaps only through `Process.exitcode`. Imports only the standard
-library and `mastercontrol.daemon.spawn`.
+library and `mastercontrol.child.spawn` (never the daemon: `ctl run` works without it).
 
 Exit code: the workload's own; 128+N if it was killed by signal N; 130 after Ctrl-C (the
 workload was interrupted, whatever it exited with); 124 if it ran past `timeout` (as
@@ -21,7 +21,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from mastercontrol.daemon.spawn import ChildSpec, start_child
+from mastercontrol.child.spawn import ChildSpec, start_child
 
 EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 128 + signal.SIGINT

@@ -5,7 +5,12 @@ pipe. Disk use is bounded by (backups + 1) * max_bytes (plus at most one line pe
 memory by `max_line`, whatever the workload prints. No error of the file system ever reaches
 the caller: data that cannot be written is counted in `dropped_bytes` and the writer tries the
 file again after `retry_interval` seconds; supervision never stops for a log. Writes go to a
-regular file, so they do not block on a reader. Imports only the standard library.
+regular file, so they do not block on a reader. `read_tail` reads the same files back.
+
+Both sides of the file format live here, at the top of the package beside errors.py rather than
+in daemon/: the master writes the files (daemon/output.py) and `mastercontrol-ctl logs` reads
+them when no daemon answers, and ctl must never import daemon/. Imports only the standard
+library; never mastercontrol.daemon, store or ctl.
 
 Line format: `2026-11-27T03:49:39.123+00:00 <the line as the workload wrote it>`. Timestamps are
 UTC with an explicit offset: devices of a fleet live in different time zones and DST changes

@@ -3,8 +3,9 @@
 The master calls `spawn()`; everything named `_child_*` runs only in the forked child. Reaping
 is NOT done here: the master reads `SpawnedChild.process.exitcode` and nothing else (never
 `waitpid(-1)`, never `Process.sentinel`, never `join(timeout)`; see "Reaping" below). Imports
-only the standard library and `mastercontrol`'s stdlib-only modules; never sqlite3 (the
-child must not touch the master's connection) nor any third-party package.
+only the standard library, `mastercontrol.config.model`, `mastercontrol.engine` and
+`mastercontrol.child`; never sqlite3 (the child must not touch the master's connection), any
+third-party package, `mastercontrol.store` or `mastercontrol.daemon`.
 
 Reaping: `Process.start()` calls multiprocessing's `_cleanup()`, which polls every other live
 Process with `waitpid(pid, WNOHANG)` and stores the status in that Process object, so a sibling
@@ -39,8 +40,8 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
+from mastercontrol.child.limits import apply_memory_limit, apply_nice
 from mastercontrol.config.model import WorkloadConfig
-from mastercontrol.daemon.limits import apply_memory_limit, apply_nice
 from mastercontrol.engine.exitstatus import (
     CHILD_EXIT_EXEC_FAILED,
     CHILD_EXIT_IMPORT_FAILED,
