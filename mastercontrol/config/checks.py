@@ -2,8 +2,8 @@
 
 A kind converts a located YAML node and raises FieldError with a one-line message; a validator
 takes the converted value and returns it (possibly normalised) or raises ValueError. They are
-small and pure so that `schema` can stay one readable table. Imports only the standard library,
-croniter and `yamlsource`.
+small and pure so that `schema` can stay one readable table. Imports only the standard library
+and `yamlsource` and `cron` of this package; never mastercontrol.engine.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from croniter import croniter
-
+from mastercontrol.config.cron import CronSchedule
 from mastercontrol.config.yamlsource import (
     Map,
     Node,
@@ -31,7 +30,6 @@ from mastercontrol.config.yamlsource import (
     text_of,
     to_python,
 )
-from mastercontrol.engine.schedule import CronSchedule
 
 Validator = Callable[[Any], Any]
 
@@ -163,9 +161,6 @@ MAP_LIST = Kind("list of sections", _map_list)
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _DOTTED_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CRON_ALIASES = frozenset(
-    ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-)
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MEMORY_MB_RANGE = (
@@ -224,23 +219,9 @@ def port(value: int) -> int:
 
 
 def cron_expression(value: str) -> str:
-    expr = " ".join(value.split())
-    if expr in _CRON_ALIASES:
-        return expr
-    fields = expr.split(" ")
-    # A sixth field is seconds, written LAST (croniter's reading): "* * * * * */10" runs every
-    # 10 s. Seven fields (years) are not accepted: nobody schedules a Pi workload by year.
-    if len(fields) not in (5, 6):
-        raise ValueError(
-            f"cron expression {value!r} needs 5 fields (minute hour day month weekday), "
-            f"or 6 with seconds last, got {len(fields)}"
-        )
-    if not croniter.is_valid(expr):
-        raise ValueError(f"invalid cron expression {value!r}")
-    # Fields can each be valid and still never match together (February 30th); the daemon's
-    # planner would fail on it, so say so here.
-    CronSchedule(expr, tz="UTC")
-    return expr
+    # The rules (field count, aliases, "never matches") are config/cron.py's, checked by building
+    # the schedule the daemon will use; UTC so that validating never reads the local zone.
+    return CronSchedule(value, tz="UTC").expr
 
 
 def module_name(value: str) -> str:

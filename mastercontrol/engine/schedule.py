@@ -1,142 +1,24 @@
-"""Cron schedules on wall-clock local time, planned for a daemon whose timers are monotonic.
+"""The tick planner: cron ticks on the wall clock, for a daemon whose timers are monotonic.
 
-`CronSchedule` answers "when is the next tick after this wall time" (croniter, DST-aware).
+`CronSchedule` (config/cron.py) answers "when is the next tick after this wall time".
 `TickPlanner` decides, each time the loop wakes, whether a scheduled workload runs now: one run
 per tick, at most one run per wake whatever the clock did, and a defined answer to clock jumps
-and to ticks missed while the daemon was down. Imports only the standard library, croniter and
-mastercontrol.config.model; it never reads a clock: callers pass the wall time.
+and to ticks missed while the daemon was down. Imports only the standard library and
+mastercontrol.config (cron, model), never croniter itself; it never reads a clock: callers pass
+the wall time.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from zoneinfo import ZoneInfo
 
-from croniter import CroniterError, croniter
-
+from mastercontrol.config.cron import CronSchedule
 from mastercontrol.config.model import CatchUp
 
 # Counting missed ticks walks croniter (~50 us a tick on a PC): count exactly up to this many and
 # estimate the rest from the average spacing, so a clock set forward by years (a board booting
 # at 1970 before NTP) cannot stall the loop.
 MAX_COUNTED_TICKS = 1000
-
-_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-# Any fixed point works for checking that an expression ever matches.
-_VALIDATION_EPOCH = 946_684_800.0  # 2000-01-01T00:00:00Z
-
-
-def local_timezone() -> tzinfo:
-    """The zone local time is in: $TZ if set (name or file path), else /etc/localtime.
-
-    Resolved when called (a CronSchedule resolves it once, when built). A POSIX rule string in
-    $TZ that zoneinfo cannot read falls back to the current fixed UTC offset, which is right
-    except across a DST change.
-    """
-    tz_env = os.environ.get("TZ")
-    try:
-        if tz_env:
-            name = tz_env.removeprefix(":")
-            if name.startswith("/"):
-                with open(name, "rb") as f:
-                    return ZoneInfo.from_file(f, key=name)
-            return ZoneInfo(name)
-        with open("/etc/localtime", "rb") as f:
-            return ZoneInfo.from_file(f, key="localtime")
-    except (OSError, ValueError, KeyError):  # KeyError: ZoneInfoNotFoundError
-        fixed = datetime.now().astimezone().tzinfo
-        assert fixed is not None  # astimezone() always sets one
-        return fixed
-
-
-class CronSchedule:
-    """A validated cron expression evaluated in one time zone (local time by default).
-
-    Ticks are epoch seconds. Across DST changes this follows croniter (a tick in the skipped
-    spring-forward hour runs at the first valid time after it), plus one rule from Vixie cron: an
-    expression with a fixed minute and hour (e.g. "30 2 * * *") does not run a second time when
-    autumn repeats that hour; expressions with `*` in the minute or hour field ("*/15 * * * *")
-    keep their spacing through the repeated hour.
-    """
-
-    def __init__(self, expr: str, tz: tzinfo | str | None = None) -> None:
-        if not isinstance(expr, str) or not expr.strip():
-            raise ValueError(
-                "invalid cron expression: empty (expected 'minute hour dom month dow')"
-            )
-        self.expr = " ".join(expr.split())
-        if isinstance(tz, str):
-            try:
-                tz = ZoneInfo(tz)
-            except (ValueError, KeyError):
-                raise ValueError(f"unknown time zone {tz!r}") from None
-        self.tz: tzinfo = tz if tz is not None else local_timezone()
-        try:
-            croniter(self.expr, datetime.fromtimestamp(_VALIDATION_EPOCH, self.tz))
-            valid = croniter.is_valid(self.expr)
-            problem = "bad field value"
-        except (CroniterError, ValueError, KeyError, TypeError) as e:
-            valid, problem = False, str(e) or type(e).__name__
-        if not valid:
-            raise ValueError(
-                f"invalid cron expression {self.expr!r}: {problem} (expected 5 fields "
-                "'minute hour day-of-month month day-of-week', or an @alias like @hourly)"
-            )
-        fields = _ALIASES.get(self.expr.lower(), self.expr).split()
-        # Vixie cron's test for a "fixed-time" job: neither minute nor hour starts with '*'.
-        self._fixed_time = not (fields[0].startswith("*") or fields[1].startswith("*"))
-        try:
-            self.next_after(_VALIDATION_EPOCH)
-        except CroniterError:
-            raise ValueError(
-                f"invalid cron expression {self.expr!r}: it never matches a date"
-            ) from None
-
-    def __repr__(self) -> str:
-        return f"CronSchedule({self.expr!r}, tz={self.tz!s})"
-
-    def next_after(self, wall: float) -> float:
-        """Epoch of the first tick strictly after `wall`."""
-        return next(self.iter_after(wall))
-
-    def iter_after(self, wall: float) -> Iterator[float]:
-        """The ticks strictly after `wall`, in order (an endless iterator)."""
-        it = croniter(self.expr, datetime.fromtimestamp(wall, self.tz))
-        while True:
-            tick = float(it.get_next(float))
-            if not self._repeated_hour(tick):
-                yield tick
-
-    def prev_before(self, wall: float) -> float:
-        """Epoch of the last tick strictly before `wall`."""
-        it = croniter(self.expr, datetime.fromtimestamp(wall, self.tz))
-        while True:
-            tick = float(it.get_prev(float))
-            if not self._repeated_hour(tick):
-                return tick
-
-    def latest_at_or_before(self, wall: float) -> float:
-        """Epoch of the last tick <= `wall`."""
-        return self.prev_before(self.next_after(wall))
-
-    def _repeated_hour(self, tick: float) -> bool:
-        if not self._fixed_time:
-            return False
-        local = datetime.fromtimestamp(tick, self.tz)
-        # fold=1 marks the second pass through an ambiguous local time (PEP 495); it is a real
-        # repeat only when the offset differs from the first pass.
-        return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
 @dataclass(frozen=True)

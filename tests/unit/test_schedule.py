@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mastercontrol.config import checks
+from mastercontrol.config.cron import CronSchedule, local_timezone
 from mastercontrol.engine.clock import FakeClock, SystemClock
 from mastercontrol.engine.schedule import (
     MAX_COUNTED_TICKS,
-    CronSchedule,
     TickDecision,
     TickPlanner,
-    local_timezone,
     wall_to_monotonic_deadline,
 )
 
@@ -397,3 +397,12 @@ def test_system_clock_reads_the_real_clocks() -> None:
 
 def test_planner_exposes_its_normalised_expression() -> None:
     assert TickPlanner("*/5  *  * * *").expr == "*/5 * * * *"
+
+
+@pytest.mark.parametrize("expr", ["@HOURLY", "@Daily", "* * * * * * 2030", "@reboot"])
+def test_one_rule_for_aliases_and_fields_in_config_and_planner(expr: str) -> None:
+    # Config validates by building the planner's CronSchedule: what one refuses, so does the other.
+    with pytest.raises(ValueError, match="invalid cron expression"):
+        CronSchedule(expr, tz="UTC")
+    with pytest.raises(ValueError, match="invalid cron expression"):
+        checks.cron_expression(expr)
