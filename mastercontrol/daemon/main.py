@@ -24,7 +24,7 @@ from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import SystemClock
 from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError
-from mastercontrol.store.db import open_store
+from mastercontrol.store.open import open_store
 
 log = logging.getLogger("mastercontrol")
 

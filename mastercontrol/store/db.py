@@ -1,45 +1,30 @@
-"""Open the state database: connection settings, the transaction door, corrupt-file recovery.
+"""The one door to sqlite: connections, transactions, batches and their checkpoints.
 
-`connect()` applies the pragmas every connection needs, `transaction()` is the only place that
-issues BEGIN/COMMIT/ROLLBACK, and `open_store()` turns an unreadable file into a fresh database
-(moving the old one aside) so that a damaged disk never keeps the daemon from starting.
-Imports only the standard library and the rest of `mastercontrol.store`; never the engine,
-daemon or API.
+`connect()` applies the pragmas every connection needs; `transaction()` and `Database` are the
+only places in the package that issue BEGIN, COMMIT, ROLLBACK or SAVEPOINT, and every sqlite3
+error that passes through them leaves as StoreError: a locked, full or failing database never
+reaches the daemon as a raw `sqlite3.Error`. The bottom of the store: imports only the standard
+library and `mastercontrol.errors`; never migrations, queries or open (they import this), nor
+the engine, daemon or API.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import sqlite3
-import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mastercontrol.errors import StoreError
-from mastercontrol.store.migrations import LATEST_VERSION, migrate, user_version
 
-if TYPE_CHECKING:
-    from mastercontrol.store.queries import Store
+log = logging.getLogger("mastercontrol.store")
 
 BUSY_TIMEOUT_MS = 5000
-
-# Primary sqlite result codes that describe the environment (permissions, locks, a full or
-# failing disk), not the file's contents: moving the file aside would not help and would throw
-# good state away, so these are reported as StoreError instead.
-_ENVIRONMENT_CODES = {
-    3,  # SQLITE_PERM
-    5,  # SQLITE_BUSY: another process holds the lock
-    6,  # SQLITE_LOCKED
-    7,  # SQLITE_NOMEM
-    8,  # SQLITE_READONLY
-    10,  # SQLITE_IOERR
-    13,  # SQLITE_FULL
-    14,  # SQLITE_CANTOPEN
-    23,  # SQLITE_AUTH
-}
 
 # Savepoint names only need to be unique among the savepoints open at one time.
 _savepoint_ids = itertools.count(1)
@@ -53,9 +38,9 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     Raises StoreError if the file cannot be opened or is not a database.
     """
     db_path = Path(path)
-    conn = _open(db_path)
+    conn = open_file(db_path)
     try:
-        _configure(conn, db_path)
+        configure(conn, db_path)
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open the state database {path}: {exc}") from exc
@@ -65,7 +50,8 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return conn
 
 
-def _open(db_path: Path) -> sqlite3.Connection:
+def open_file(db_path: Path) -> sqlite3.Connection:
+    """The bare connection, before any pragma (the parent directory created if missing)."""
     parent = db_path.parent
     if str(db_path) != ":memory:" and not parent.is_dir():
         try:
@@ -80,8 +66,8 @@ def _open(db_path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open the state database {db_path}: {exc}") from exc
 
 
-def _configure(conn: sqlite3.Connection, db_path: Path) -> None:
-    """Apply the pragmas; lets sqlite3 errors through so open_store can classify them."""
+def configure(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Apply the pragmas; lets sqlite3 errors through so that opening can classify them."""
     # The first statement reads the header: a file that is not a database fails here.
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -91,6 +77,11 @@ def _configure(conn: sqlite3.Connection, db_path: Path) -> None:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+
+
+def _failed(what: str, exc: sqlite3.Error) -> StoreError:
+    """The StoreError for `exc`; raised `from exc`, so opening can classify it by its cause."""
+    return StoreError(f"{what}: {exc}")
 
 
 @contextlib.contextmanager
@@ -104,7 +95,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """
     if conn.in_transaction:
         name = f"mc_sp{next(_savepoint_ids)}"
-        conn.execute(f"SAVEPOINT {name}")
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise _failed("state database write failed", exc) from exc
         try:
             yield conn
         except BaseException as exc:
@@ -112,10 +106,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
                 conn.execute(f"ROLLBACK TO {name}")
                 conn.execute(f"RELEASE {name}")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"state database write failed: {exc}") from exc
+                raise _failed("state database write failed", exc) from exc
             raise
-        else:
+        try:
             conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            raise _failed("state database write failed", exc) from exc
         return
 
     try:
@@ -123,7 +119,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         # busy_timeout) rather than half-way through the block.
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot start a state database transaction: {exc}") from exc
+        raise _failed("cannot start a state database transaction", exc) from exc
     try:
         yield conn
         conn.execute("COMMIT")
@@ -133,118 +129,105 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"state database write failed: {exc}") from exc
+            raise _failed("state database write failed", exc) from exc
         raise
 
 
-def _content_problem(exc: BaseException) -> str | None:
-    """Why the file's contents are unusable, or None if `exc` is about something else.
+class Database:
+    """A connection and the batch that may be open on it: the door every read and write uses.
 
-    A StoreError raised by transaction() keeps the sqlite3 error as its cause.
+    A batch groups everything one loop wake writes into one transaction (one fsync per wake,
+    not one per state change); `checkpoint()` commits what it holds so far and opens it again,
+    for the one write that must be durable at once (a counted run, before its fork). When the
+    batch cannot begin or reopen (another process holds the write lock, a broken file), it is
+    *degraded*: the writes that follow commit on their own. The block's work is never skipped
+    for the database's sake, and no sqlite3 error leaves this class unconverted.
     """
-    if isinstance(exc, _Corrupt):
-        return str(exc)
-    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-    if not isinstance(cause, sqlite3.Error):
-        return None
-    code = getattr(cause, "sqlite_errorcode", None)
-    if code is not None and (code & 0xFF) in _ENVIRONMENT_CODES:
-        return None
-    return str(cause) or type(cause).__name__
 
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._batching = False  # a batch block is running (open or degraded)
 
-class _Corrupt(Exception):
-    """quick_check found damage (the message is its first findings)."""
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
 
+    @property
+    def batching(self) -> bool:
+        return self._batching
 
-def _check_and_migrate(conn: sqlite3.Connection, db_path: Path) -> None:
-    """Configure, refuse a future schema, quick_check and migrate; the caller classifies."""
-    _configure(conn, db_path)
-    version = user_version(conn)
-    if version > LATEST_VERSION:
-        raise StoreError(
-            f"state database {db_path} has schema version {version}, newer than this "
-            f"mastercontrol knows ({LATEST_VERSION}); upgrade mastercontrol or restore a "
-            f"matching database"
-        )
-    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
-    if problems != ["ok"]:
-        raise _Corrupt("quick_check: " + "; ".join(problems[:3]))
-    migrate(conn)
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Group writes into one commit; re-entrant (nested blocks join the outer one).
 
+        Inside an open batch the block simply joins it, without a savepoint of its own: the loop
+        writes a handful of rows per wake and two extra statements per write would double that.
+        """
+        if self._batching and self.conn.in_transaction:
+            return self._join()
+        return transaction(self.conn)
 
-def _aside_name(path: Path, now_wall: float) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_wall))
-    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
-    # Two corruptions in the same second must not overwrite the first evidence.
-    for n in range(1, 1000):
-        if not any(Path(f"{candidate}{s}").exists() for s in ("", "-wal", "-shm")):
-            return candidate
-        candidate = path.with_name(f"{path.name}.corrupt-{stamp}.{n}")
-    raise StoreError(f"too many corrupt copies of {path} in {path.parent}; clean them up")
+    @contextlib.contextmanager
+    def _join(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            raise _failed("state database write failed", exc) from exc
 
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _failed("state database read failed", exc) from exc
 
-def _move_aside(path: Path, now_wall: float) -> tuple[Path, list[str]]:
-    """Rename the database and its -wal/-shm files; returns the new name and what moved."""
-    target = _aside_name(path, now_wall)
-    moved: list[str] = []
-    # The copies keep sqlite's naming (<db>-wal), so opening the moved file for forensics
-    # still finds its own WAL.
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            try:
-                src.rename(f"{target}{suffix}")
-            except OSError as exc:
-                raise StoreError(f"cannot move the damaged {src} aside: {exc}") from exc
-            moved.append(suffix)
-    return target, moved
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Everything the block writes in one commit; joins a batch or transaction already open.
 
+        A failing commit rolls the batch back and raises StoreError after the block has run.
+        """
+        if self._batching or self.conn.in_transaction:
+            yield
+            return
+        self._batching = True
+        self._begin_batch()
+        try:
+            yield
+        finally:
+            self._batching = False
+            if self.conn.in_transaction:
+                self._commit("state database write failed")
 
-def open_store(path: str | os.PathLike[str], now_wall: float) -> tuple[Store, str | None]:
-    """Open (creating and migrating as needed) the state database at `path`.
+    def checkpoint(self) -> None:
+        """Commit what the open batch holds so far, durably, and open the batch again.
 
-    If the file is not a database, is corrupt or truncated, or its migration fails, it is moved
-    to `<path>.corrupt-<UTC time>` (with its -wal/-shm files), a fresh database is created, and
-    the second element is a one-line message for the daemon log; otherwise it is None.
-    Raises StoreError, leaving the file alone, for a schema newer than this code and for
-    environment problems (permissions, another process holding the lock, a full disk).
-    """
-    from mastercontrol.store.queries import Store  # queries imports this module
+        Raises StoreError if the commit fails (the batch's writes so far are rolled back). A
+        batch that cannot reopen is degraded, not an error: what had to be durable is.
+        Outside a batch, or in a degraded one, there is nothing to commit.
+        """
+        if not self._batching or not self.conn.in_transaction:
+            return
+        try:
+            self._commit("state database write failed")
+        finally:
+            self._begin_batch()
 
-    db_path = Path(path)
-    conn = _open(db_path)
-    try:
-        _check_and_migrate(conn, db_path)
-        return Store(conn), None
-    except (sqlite3.Error, StoreError, _Corrupt) as exc:
-        reason = _content_problem(exc)
-        if reason is None:
-            conn.close()
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"cannot use the state database {db_path}: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
+    def _begin_batch(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.debug("state database batch not open, writes commit one by one: %s", exc)
 
-    # Rename while the failed connection is still open: closing it first would let sqlite
-    # delete the -wal file (it unlinks by name on the last close), losing evidence. Closing
-    # afterwards unlinks a name that no longer exists.
-    try:
-        target, moved = _move_aside(db_path, now_wall)
-    finally:
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-    try:
-        conn = connect(db_path)
-        migrate(conn)
-    except StoreError as exc:
-        raise StoreError(f"cannot create a fresh state database {db_path}: {exc}") from exc
-    extra = [s.lstrip("-") for s in moved if s]
-    with_files = f" (with its {' and '.join(extra)} files)" if extra else ""
-    message = (
-        f"state database {db_path} was unusable ({reason}); moved it to {target}{with_files} "
-        f"and started a fresh, empty one: run history, run counts and operator stops are lost"
-    )
-    return Store(conn), message
+    def _commit(self, what: str) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise _failed(what, exc) from exc
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error as exc:
+            raise _failed("closing the state database failed", exc) from exc

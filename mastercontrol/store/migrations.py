@@ -2,8 +2,9 @@
 
 `MIGRATIONS[i]` takes a database from `PRAGMA user_version` i to i + 1, in one transaction
 together with the version bump, so a crash mid-migration leaves the previous version intact.
-Never edit or reorder a released step: append a new one. Imports only the standard library and
-`mastercontrol.errors`; `db.transaction` is imported lazily because db imports this module.
+Never edit or reorder a released step: append a new one. Sits above `store/db.py` (its
+`transaction()`); imports only the standard library, `mastercontrol.errors` and that module,
+never queries or open.
 
 Schema (version 1). Times are wall-clock epoch seconds (floats), for display and history only;
 the daemon schedules on its own monotonic clock.
@@ -20,7 +21,9 @@ workloads: one row per workload the daemon currently knows (deleted when it leav
                                       lets a script run more than max_runs times
     runs_total        INTEGER         runs begun since the row was created (all generations)
     last_tick         REAL            wall time of the last cron tick handled (run or skipped)
-    config_digest     TEXT            digest of the workload's config when it was last applied
+    config_digest     TEXT            unused: no release writes it. Kept because dropping a
+                                      column needs a new schema version, which an older
+                                      release (fab rollback) would refuse to open
     updated_at        REAL NOT NULL   wall time of the last write to the row
 
 runs: one row per run, inserted before the fork (pid NULL until known).
@@ -35,7 +38,8 @@ events: state changes and notable non-changes (trigger "tick_skipped"), per work
     (both NULL for an event without a state change), trigger TEXT NOT NULL, detail TEXT
 
 runs and events deliberately have no foreign key to workloads: history outlives the workload's
-row (forget_workload) and is bounded by Store.prune instead.
+row (forget_workload) and is bounded by Store.prune (daemon.history_days and
+history_max_runs, applied by the loop's housekeeping) instead.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from __future__ import annotations
 import sqlite3
 
 from mastercontrol.errors import StoreError
+from mastercontrol.store.db import transaction
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: initial schema
@@ -107,8 +112,6 @@ def migrate(conn: sqlite3.Connection, steps: tuple[tuple[str, ...], ...] = MIGRA
     Each step and its version bump commit together. A database newer than `steps` raises
     StoreError (an older mastercontrol must not write a newer schema).
     """
-    from mastercontrol.store.db import transaction  # db imports this module
-
     current = user_version(conn)
     if current > len(steps):
         raise StoreError(

@@ -1,26 +1,27 @@
 """Store: every question and command the daemon puts to the state database, one method each.
 
-All SQL is parameterised and lives here; rows leave as frozen dataclasses. Each write method
-runs in `transaction()`: on its own it commits by itself, inside the daemon's per-step
-transaction it joins that one (one fsync per loop step). `begin_run` is the exception: it must
-be durable before the fork, so it refuses to run inside an open transaction.
-sqlite3 errors leave every method as StoreError. Only the daemon (single-threaded) writes.
-Imports only the standard library and `mastercontrol.store`/`mastercontrol.errors`; never the
-engine (states are plain strings here, ProcState values fit), daemon or API.
+All SQL is parameterised and lives here; rows leave as frozen dataclasses. Every statement goes
+through `store/db.py`'s `Database` (writes in `write()`, reads through `read()`), so this module
+issues no BEGIN/COMMIT of its own and sqlite3 errors leave every method as StoreError. A write
+on its own commits by itself; inside the loop's per-wake batch it joins that (one fsync per
+wake). `begin_run` must be durable before the fork: in a batch it checkpoints it, and it
+refuses to run inside any other open transaction. Only the daemon (single-threaded) writes.
+Sits above db.py; imports only the standard library, `mastercontrol.errors` and
+`mastercontrol.store.db`; never open.py (which imports this), the engine (states are plain
+strings here, ProcState values fit), daemon or API.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from mastercontrol.errors import StoreError
-from mastercontrol.store.db import transaction
+from mastercontrol.store.db import Database
 
 DAEMON_LOST = "daemon_lost"
 TICK_SKIPPED = "tick_skipped"
@@ -38,7 +39,6 @@ class WorkloadRow:
     runs_started: int  # runs begun in run_generation (n_times count)
     runs_total: int  # runs begun since the row was created
     last_tick: float | None
-    config_digest: str | None
     updated_at: float
 
 
@@ -56,35 +56,12 @@ class RunRow:
     text: str | None
 
 
-@dataclass(frozen=True)
-class EventRow:
-    id: int
-    workload: str
-    at: float
-    old_state: str | None
-    new_state: str | None
-    trigger: str
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    workload: str
-    generation: int
-    runs_in_generation: int  # what n_times compares with max_runs
-    runs_total: int
-    restarts: int  # runs in this generation after the first one
-    last_run: RunRow | None  # newest run, possibly still going
-    last_ended: RunRow | None  # newest run that has ended: its exit_code/signal/reason/text
-
-
 _RUN_COLUMNS = (
     "id, workload, generation, pid, started_at, ended_at, exit_code, signal, reason, text"
 )
-_EVENT_COLUMNS = "id, workload, at, old_state, new_state, trigger, detail"
 _WORKLOAD_COLUMNS = (
     "name, state, pid, operator_stopped, run_generation, runs_started, runs_total, last_tick, "
-    "config_digest, updated_at"
+    "updated_at"
 )
 
 
@@ -92,80 +69,42 @@ def _run(row: tuple[Any, ...]) -> RunRow:
     return RunRow(*row)
 
 
-def _event(row: tuple[Any, ...]) -> EventRow:
-    return EventRow(*row)
-
-
 def _workload(row: tuple[Any, ...]) -> WorkloadRow:
-    (name, state, pid, stopped, generation, started, total, tick, digest, updated) = row
-    return WorkloadRow(
-        name, state, pid, bool(stopped), generation, started, total, tick, digest, updated
-    )
+    (name, state, pid, stopped, generation, started, total, tick, updated) = row
+    return WorkloadRow(name, state, pid, bool(stopped), generation, started, total, tick, updated)
 
 
 class Store:
     """The daemon's handle on the state database (see `open_store` to get one)."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, wall_clock: Callable[[], float] = time.time
-    ) -> None:
-        self._conn = conn
+    def __init__(self, db: Database, wall_clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._conn = db.conn  # for statements; transactions belong to self._db
         # Only for updated_at of writes whose caller passes no time (display only).
         self._wall_clock = wall_clock
-        self._batching = False
 
     # -- plumbing --------------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """Group writes into one commit; re-entrant (nested blocks join the outer one).
+        """Group writes into one commit; re-entrant (nested blocks join the outer one)."""
+        return self._db.write()
 
-        Inside a `batch()` the block simply joins it, without a savepoint of its own: the loop
-        writes a handful of rows per wake and two extra statements per write would double that.
-        """
-        if self._batching and self._conn.in_transaction:
-            return contextlib.nullcontext(self._conn)
-        return transaction(self._conn)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> AbstractContextManager[None]:
         """Group everything one loop step writes into one commit: one fsync, not one per write.
 
-        `begin_run` inside a batch commits at once (everything so far included) and opens the
-        batch again, so a run is still durable before its fork. Re-entrant: joins an open one.
-        If the batch cannot begin (locked or broken file), the block runs anyway with each write
-        on its own; the block's work is never skipped for the database's sake. A failing commit
-        rolls the batch back and raises StoreError after the block has run.
+        `begin_run` inside a batch checkpoints it (everything so far included), so a run is
+        still durable before its fork. If the batch cannot begin (locked or broken file), the
+        block runs anyway with each write on its own. A failing commit rolls the batch back and
+        raises StoreError after the block has run.
         """
-        if self._conn.in_transaction:
-            yield
-            return
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
-            yield
-            return
-        self._batching = True
-        try:
-            yield
-        finally:
-            self._batching = False
-            if self._conn.in_transaction:
-                try:
-                    self._conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                    raise StoreError(f"state database write failed: {exc}") from exc
+        return self._db.batch()
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.in_transaction
+        return self._db.in_transaction
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"state database read failed: {exc}") from exc
+        return self._db.read(sql, params)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         rows = self._rows(sql, params)
@@ -250,9 +189,6 @@ class Store:
     def set_last_tick(self, name: str, at: float) -> None:
         self._touch(name, "last_tick = ?", (at,), self._wall_clock())
 
-    def set_config_digest(self, name: str, digest: str | None) -> None:
-        self._touch(name, "config_digest = ?", (digest,), self._wall_clock())
-
     def workload_rows(self) -> dict[str, WorkloadRow]:
         rows = self._rows(f"SELECT {_WORKLOAD_COLUMNS} FROM workloads ORDER BY name")
         return {r[0]: _workload(r) for r in rows}
@@ -268,30 +204,19 @@ class Store:
         """Insert a run (pid NULL) and count it, committed durably before returning its id.
 
         Called before the fork, so an n_times run counts even if the daemon dies right after.
-        Inside a `batch()` it commits the batch so far and reopens it (with `durable=False`, for
-        runs whose count nothing depends on, it just joins the batch); inside any other open
-        transaction it raises StoreError: joining it would delay the commit.
+        Inside a `batch()` it checkpoints the batch (with `durable=False`, for runs whose count
+        nothing depends on, it just joins the batch); inside any other open transaction it
+        raises StoreError: joining it would delay the commit.
         """
-        if self._batching:
-            return self._begin_run_in_batch(name, at, durable)
-        if self._conn.in_transaction:
+        if self._conn.in_transaction and not self._db.batching:
             raise StoreError(
                 "begin_run must not be called inside an open transaction: the run has to be "
                 "committed before the fork"
             )
         with self.transaction():
-            return self._insert_run(name, at)
-
-    def _begin_run_in_batch(self, name: str, at: float, durable: bool) -> int:
-        try:
             run_id = self._insert_run(name, at)
-            if durable:
-                self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not record a run of {name}: {exc}") from exc
-        finally:
-            if not self._conn.in_transaction:
-                self._conn.execute("BEGIN IMMEDIATE")
+        if durable:
+            self._db.checkpoint()
         return run_id
 
     def _insert_run(self, name: str, at: float) -> int:
@@ -376,39 +301,6 @@ class Store:
         )
         return [_run(r) for r in rows]
 
-    def run_summary(self, name: str) -> RunSummary:
-        row = self._one(
-            "SELECT run_generation, runs_started, runs_total FROM workloads WHERE name = ?",
-            (name,),
-        )
-        generation, started, total = (0, 0, 0) if row is None else row
-        last = self._one(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workload = ? ORDER BY id DESC LIMIT 1",
-            (name,),
-        )
-        ended = self._one(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workload = ? AND ended_at IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1",
-            (name,),
-        )
-        return RunSummary(
-            workload=name,
-            generation=int(generation),
-            runs_in_generation=int(started),
-            runs_total=int(total),
-            restarts=max(0, int(started) - 1),
-            last_run=None if last is None else _run(last),
-            last_ended=None if ended is None else _run(ended),
-        )
-
-    def recent_events(self, name: str, limit: int = 50) -> list[EventRow]:
-        """The workload's newest events, newest first."""
-        rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE workload = ? ORDER BY id DESC LIMIT ?",
-            (name, limit),
-        )
-        return [_event(r) for r in rows]
-
     # -- housekeeping ------------------------------------------------------------------------
 
     def prune(self, keep_per_workload: int = 1000) -> int:
@@ -432,13 +324,5 @@ class Store:
                     deleted += cur.rowcount
         return deleted
 
-    def integrity_errors(self) -> list[str]:
-        """PRAGMA integrity_check findings; empty when the database is sound."""
-        found = [str(r[0]) for r in self._rows("PRAGMA integrity_check")]
-        return [] if found == ["ok"] else found
-
     def close(self) -> None:
-        try:
-            self._conn.close()
-        except sqlite3.Error as exc:
-            raise StoreError(f"closing the state database failed: {exc}") from exc
+        self._db.close()

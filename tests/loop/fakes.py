@@ -12,7 +12,7 @@ from mastercontrol.config.model import RunMode, WorkloadConfig, WorkloadType
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.engine.clock import FakeClock
 from mastercontrol.engine.timers import TimerHeap
-from mastercontrol.store.db import open_store
+from mastercontrol.store.open import open_store
 
 # Above Linux's pid_max: a stray real signal to one of these can never hit a process.
 FAKE_PID_BASE = 5_000_000

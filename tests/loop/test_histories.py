@@ -7,7 +7,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from mastercontrol.store.db import open_store
+from mastercontrol.store.open import open_store
 from tests.loop.fakes import Rig, make_rig, workload
 
 

@@ -15,7 +15,7 @@ import pytest
 from mastercontrol.config.model import ConfigSet, DaemonConfig, WorkloadConfig
 from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.engine.clock import FakeClock
-from mastercontrol.store.db import open_store
+from mastercontrol.store.open import open_store
 from tests.loop.fakes import FakeWorld, workload
 
 

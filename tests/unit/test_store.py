@@ -6,13 +6,16 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mastercontrol.engine.states import ProcState, Trigger
 from mastercontrol.errors import StoreError
-from mastercontrol.store.db import open_store
+from mastercontrol.store.db import Database, connect
+from mastercontrol.store.migrations import migrate
+from mastercontrol.store.open import open_store
 from mastercontrol.store.queries import RunRow, Store
 
 T0 = 1_700_000_000.0
@@ -36,10 +39,40 @@ def _reader(db_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(db_path)
 
 
+@dataclass(frozen=True)
+class Event:
+    old_state: str | None
+    new_state: str | None
+    trigger: str
+    detail: str | None
+
+
+def _events(db_path: Path, name: str, limit: int = 100) -> list[Event]:
+    """The workload's committed events, newest first (the daemon itself never reads them)."""
+    reader = _reader(db_path)
+    try:
+        rows = reader.execute(
+            "SELECT old_state, new_state, trigger, detail FROM events WHERE workload = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (name, limit),
+        ).fetchall()
+    finally:
+        reader.close()
+    return [Event(*r) for r in rows]
+
+
+def _integrity(db_path: Path) -> list[str]:
+    reader = _reader(db_path)
+    try:
+        return [str(r[0]) for r in reader.execute("PRAGMA integrity_check")]
+    finally:
+        reader.close()
+
+
 # -- transitions and events --------------------------------------------------------------------
 
 
-def test_transition_sets_state_and_pid_and_appends_an_event(store: Store) -> None:
+def test_transition_sets_state_and_pid_and_appends_an_event(store: Store, db_path: Path) -> None:
     store.record_transition("web", None, "STARTING", "start", T0, "operator", pid=1234)
     # Enum members from the engine are stored as their plain values.
     store.record_transition("web", ProcState.STARTING, ProcState.RUNNING, Trigger.UP, T0 + 1)
@@ -47,7 +80,7 @@ def test_transition_sets_state_and_pid_and_appends_an_event(store: Store) -> Non
     row = store.workload_rows()["web"]
     assert (row.state, row.pid, row.updated_at) == ("RUNNING", None, T0 + 1)
     assert type(row.state) is str
-    events = store.recent_events("web", limit=10)
+    events = _events(db_path, "web", 10)
     assert [(e.old_state, e.new_state, e.trigger, e.detail) for e in events] == [
         ("STARTING", "RUNNING", "up", None),
         (None, "STARTING", "start", "operator"),
@@ -68,13 +101,15 @@ def test_failure_inside_transaction_rolls_back_state_and_event_together(
     reader.close()
 
 
-def test_transition_whose_event_insert_fails_leaves_no_state_change(store: Store) -> None:
+def test_transition_whose_event_insert_fails_leaves_no_state_change(
+    store: Store, db_path: Path
+) -> None:
     store.record_transition("web", None, "STOPPED", "start", T0)
     with pytest.raises(StoreError):
         # trigger is NOT NULL: the event insert fails after the state update ran.
         store.record_transition("web", "STOPPED", "RUNNING", None, T0 + 1)  # type: ignore[arg-type]
     assert store.workload_rows()["web"].state == "STOPPED"
-    assert len(store.recent_events("web", 10)) == 1
+    assert len(_events(db_path, "web", 10)) == 1
 
 
 def test_writes_in_one_transaction_commit_together(store: Store, db_path: Path) -> None:
@@ -97,11 +132,11 @@ def test_write_outside_a_transaction_commits_on_its_own(store: Store, db_path: P
     reader.close()
 
 
-def test_event_without_state_change_keeps_the_state(store: Store) -> None:
+def test_event_without_state_change_keeps_the_state(store: Store, db_path: Path) -> None:
     store.record_transition("agent", None, "RUNNING", "tick", T0)
     store.record_event("agent", "tick_skipped", T0 + 60, "previous run still going")
     assert store.workload_rows()["agent"].state == "RUNNING"
-    skipped = store.recent_events("agent", 1)[0]
+    skipped = _events(db_path, "agent", 1)[0]
     assert (skipped.trigger, skipped.old_state, skipped.new_state) == ("tick_skipped", None, None)
 
 
@@ -206,23 +241,6 @@ def test_orphan_runs_are_closed_as_daemon_lost(store: Store) -> None:
     assert store.close_orphan_runs(T0 + 200) == []
 
 
-def test_run_summary_reports_counts_and_last_runs(store: Store) -> None:
-    assert store.run_summary("svc").last_run is None
-    first = store.begin_run("svc", T0)
-    store.end_run(first, T0 + 1, 1, None, "exit", "exit status 1")
-    second = store.begin_run("svc", T0 + 2)
-
-    summary = store.run_summary("svc")
-    assert (summary.runs_in_generation, summary.runs_total, summary.restarts) == (2, 2, 1)
-    assert summary.last_run is not None and summary.last_run.id == second
-    assert summary.last_ended is not None
-    assert (summary.last_ended.exit_code, summary.last_ended.text) == (1, "exit status 1")
-
-    store.reset_runs("svc")
-    summary = store.run_summary("svc")
-    assert (summary.generation, summary.runs_in_generation, summary.runs_total) == (1, 0, 2)
-
-
 # -- workload flags ----------------------------------------------------------------------------
 
 
@@ -237,22 +255,21 @@ def test_operator_stops_survive_a_reopen(store: Store, db_path: Path) -> None:
     reopened.close()
 
 
-def test_last_tick_and_config_digest_round_trip(store: Store) -> None:
+def test_last_tick_round_trips(store: Store) -> None:
     assert store.get_last_tick("agent") is None
     store.set_last_tick("agent", T0 + 300)
-    store.set_config_digest("agent", "sha256:abc")
-    row = store.workload_rows()["agent"]
-    assert (store.get_last_tick("agent"), row.config_digest) == (T0 + 300, "sha256:abc")
+    assert store.get_last_tick("agent") == T0 + 300
 
 
 def test_forgotten_workload_keeps_its_history_and_comes_back_in_a_new_generation(
     store: Store,
+    db_path: Path,
 ) -> None:
     store.record_transition("old", None, "RUNNING", "start", T0)
     store.begin_run("old", T0)
     store.forget_workload("old")
     assert "old" not in store.workload_rows()
-    assert len(store.recent_events("old", 10)) == 1
+    assert len(_events(db_path, "old", 10)) == 1
     assert len(store.recent_runs("old")) == 1
 
     store.begin_run("old", T0 + 10)  # re-added to the config
@@ -263,7 +280,9 @@ def test_forgotten_workload_keeps_its_history_and_comes_back_in_a_new_generation
 # -- pruning and integrity ---------------------------------------------------------------------
 
 
-def test_prune_keeps_the_newest_rows_per_workload_and_all_open_runs(store: Store) -> None:
+def test_prune_keeps_the_newest_rows_per_workload_and_all_open_runs(
+    store: Store, db_path: Path
+) -> None:
     with store.transaction():
         for i in range(30):
             for name in ("a", "b"):
@@ -278,13 +297,13 @@ def test_prune_keeps_the_newest_rows_per_workload_and_all_open_runs(store: Store
 
     assert deleted == (30 - 5) * 2 + (11 - 5 - 1)  # the open run is not deleted
     for name in ("a", "b"):
-        assert [e.detail for e in store.recent_events(name, 100)] == [
+        assert [e.detail for e in _events(db_path, name, 100)] == [
             f"#{i}" for i in range(29, 24, -1)
         ]
     runs = store.recent_runs("a", 100)
     assert [r.text for r in runs] == ["#9", "#8", "#7", "#6", "#5", None]
     assert runs[-1].id == open_run
-    assert len(store.recent_events("c", 10)) == 1
+    assert len(_events(db_path, "c", 10)) == 1
     assert store.prune(keep_per_workload=5) == 0
 
 
@@ -303,7 +322,7 @@ def test_database_is_sound_after_many_writes(store: Store, db_path: Path) -> Non
         store.end_run(run_id, T0 + step + 1, step % 3, None, "exit", None)
         if step % 50 == 0:
             store.prune(keep_per_workload=10)
-    assert store.integrity_errors() == []
+    assert _integrity(db_path) == ["ok"]
     reader = _reader(db_path)
     assert reader.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert reader.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -340,4 +359,68 @@ def test_a_non_durable_run_in_a_batch_waits_for_the_batch_commit(tmp_path: Path)
         assert reader.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     finally:
         reader.close()
+        store.close()
+
+
+# -- the batch against a locked database -------------------------------------------------------
+
+
+def _store_with_conn(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, sqlite3.Connection]:
+    monkeypatch.setattr("mastercontrol.store.db.BUSY_TIMEOUT_MS", 50)  # keep the test fast
+    conn = connect(path)
+    migrate(conn)
+    return Store(Database(conn)), conn
+
+
+def test_begin_run_whose_batch_cannot_reopen_is_durable_and_raises_nothing_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process takes the write lock in the instant between begin_run's commit and the
+    batch's reopening: the run stays recorded, the batch goes on write by write, and every
+    failure is a StoreError (a raw sqlite3 error here once took the whole daemon down)."""
+    path = tmp_path / "locked.db"
+    store, conn = _store_with_conn(path, monkeypatch)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    committed = False
+
+    def grab_the_lock_after_the_commit(statement: str) -> None:
+        nonlocal committed
+        if statement == "COMMIT":
+            committed = True
+        elif statement == "BEGIN IMMEDIATE" and committed and not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")  # the lock is free for this one instant
+
+    try:
+        with store.batch():
+            store.record_transition("script", None, "STARTING", "start", T0)
+            conn.set_trace_callback(grab_the_lock_after_the_commit)
+            run_id = store.begin_run("script", T0)
+            conn.set_trace_callback(None)
+            assert other.in_transaction  # the race really happened
+            with pytest.raises(StoreError, match="locked"):
+                store.set_run_pid(run_id, 4242)  # on its own now, and the lock is taken
+            other.execute("ROLLBACK")
+            store.set_run_pid(run_id, 4242)  # the lock is back: writes go through again
+        assert store.runs_started("script") == 1
+        assert store.recent_runs("script")[0].pid == 4242
+        assert _events(path, "script") == [Event(None, "STARTING", "start", None)]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_sqlite_error_of_a_write_in_a_batch_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = _store_with_conn(tmp_path / "batch.db", monkeypatch)
+    try:
+        with store.batch():
+            store.record_transition("web", None, "STOPPED", "loaded", T0)
+            with pytest.raises(StoreError):
+                # trigger is NOT NULL: the event insert fails inside the open batch.
+                store.record_transition("web", "STOPPED", "RUNNING", None, T0)  # type: ignore[arg-type]
+        assert store.workload_rows()["web"].state in ("STOPPED", "RUNNING")
+    finally:
         store.close()
