@@ -49,9 +49,7 @@ def main(db: str, seconds: float, holds: int, hold_seconds: float) -> int:
                 continue
         else:
             return 0
-        newest = conn.execute(
-            "SELECT pid, ended_at FROM runs ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        newest = conn.execute("SELECT pid, ended_at FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         if newest is not None and newest == (None, None):
             held += 1
             print(f"held {held}", flush=True)
