@@ -237,10 +237,14 @@ def _workload(
 
 def _check_daemon(f: _Fields, problems: list[Problem]) -> None:
     fleet, central = f.sections.get("fleet"), f.sections.get("central")
-    for sec, host_key in ((fleet, "api_host"), (central, "host")):
+    listeners = (
+        (fleet, "api_host", FleetSettings.api_host),
+        (central, "host", CentralSettings.host),
+    )
+    for sec, host_key, default_host in listeners:
         if sec is None or not sec.values.get("enabled"):
             continue
-        address = sec.values.get(host_key, "127.0.0.1")
+        address = sec.values.get(host_key, default_host)
         if not checks.is_loopback(address) and not sec.has("api_token"):
             msg = f"required when {sec.label(host_key)} ({address}) is not a loopback address"
             line = sec.lines.get(host_key, sec.node.first_line)

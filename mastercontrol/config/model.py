@@ -1,15 +1,21 @@
-"""Frozen dataclasses that a validated configuration becomes.
+"""Frozen dataclasses that a validated configuration becomes, and every setting's default.
 
 These are the only configuration objects the rest of the package sees. They are built by
 `mastercontrol.config.load` from the settings table in `mastercontrol.config.schema`; nothing
-else constructs them from user input. Imports only the standard library.
+else constructs them from user input. The field defaults below are the ONE place a default is
+written: the settings tables (and so the docs) and engine/backoff.py read them through
+`field_default`. Imports only the standard library.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+LOG_MAX_BYTES = 5 * 1024 * 1024  # a workload's log and the daemon's own rotate past this size
+LOG_BACKUPS = 3  # rotated log files kept
 
 
 class WorkloadType(StrEnum):
@@ -79,8 +85,8 @@ class WorkloadConfig:
     restart_delay_max: float = 60.0  # backoff cap
     max_retries: int = 5  # consecutive quick failures before FATAL
     fatal_retry_delay: float = 300.0  # slow retry out of FATAL; 0 = stay FATAL
-    log_max_bytes: int = 5 * 1024 * 1024  # rotate <name>.log past this size
-    log_backups: int = 3  # rotated files kept (<name>.log.1 ...)
+    log_max_bytes: int = LOG_MAX_BYTES  # rotate <name>.log past this size (load: daemon's)
+    log_backups: int = LOG_BACKUPS  # rotated files kept (<name>.log.1 ...) (load: daemon's)
     health_check: HealthCheck | None = None
     source: str = ""  # path of the file this came from (for messages; excluded from equality)
     source_line: int = 0
@@ -110,8 +116,8 @@ class DaemonSettings:
     sample_interval: float = 10.0  # seconds between psutil samples of workloads and the system
     shutdown_timeout: float = 30.0  # upper bound for stopping everything on down/SIGTERM
     socket_group: str | None = None  # group owning the IPC socket (then mode 0660)
-    log_max_bytes: int = 5 * 1024 * 1024  # default for workloads and the daemon's own log
-    log_backups: int = 3
+    log_max_bytes: int = LOG_MAX_BYTES  # default for workloads and the daemon's own log
+    log_backups: int = LOG_BACKUPS
 
 
 @dataclass(frozen=True)
@@ -189,3 +195,14 @@ class ConfigSet:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def field_default(cls: type[Any], name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (a factory is called), or
+    `dataclasses.MISSING` for a field without one. KeyError if `cls` has no such field."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return dataclasses.MISSING

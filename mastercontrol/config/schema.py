@@ -2,12 +2,15 @@
 
 `load.py` walks these tables to validate files and `docgen.py` renders them into
 docs/configuration.md, so a key cannot be accepted without being documented. Kinds and
-validators live in `checks`. Imports only the standard library and the sibling config modules;
-no daemon, store or network code.
+validators live in `checks`. Defaults are not written here: a `MODEL` default is read from the
+field of the same name in the table's dataclass (`config/model.py`), so what the docs show is
+what the daemon uses; `None` means "not set" and must be the model's default too. Imports only
+the standard library and the sibling config modules; no daemon, store or network code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -64,26 +67,57 @@ class Setting:
     section: tuple[Setting, ...] = ()  # sub-settings of a mapping-typed setting
 
 
+class _FromModel:
+    def __repr__(self) -> str:
+        return "MODEL"
+
+
+MODEL: Any = _FromModel()  # the default is the model dataclass's (see `_bound`)
+
+
+def _bound(cls: type[Any], table: tuple[Setting, ...]) -> tuple[Setting, ...]:
+    """`table` with every MODEL default replaced by the default of `cls`'s field of that name.
+
+    Fails at import, naming the setting, when a row and its model disagree: a setting with no
+    field, a literal default (write MODEL), or None where the model has a value.
+    """
+    bound: list[Setting] = []
+    for setting in table:
+        where = f"{cls.__name__}.{setting.name}"
+        try:
+            default = model.field_default(cls, setting.name)
+        except KeyError:
+            raise TypeError(f"setting {setting.name!r} has no field {where}") from None
+        if default is dataclasses.MISSING:
+            default = None  # required, or computed by the loader (run_mode)
+        if setting.default is MODEL:
+            setting = dataclasses.replace(setting, default=default)
+        elif setting.default is not None or default is not None:
+            raise TypeError(f"setting {setting.name!r}: write MODEL, the default is {where}'s")
+        bound.append(setting)
+    return tuple(bound)
+
+
 def _choices(enum: type[StrEnum]) -> str:
     return ", ".join(m.value for m in enum)
 
 
 # --- tables ------------------------------------------------------------------------------------
 
-_MiB = 1024 * 1024
-
-HEALTH_CHECK: tuple[Setting, ...] = (
+HEALTH_CHECK: tuple[Setting, ...] = _bound(model.HealthCheck, (
     Setting("tcp", INTEGER, None, port, "Probe: connect to this port on 127.0.0.1."),
     Setting("http", STRING, None, url, "Probe: GET this URL; a 2xx or 3xx answer is healthy."),
     Setting("command", ARGV, None, argv_list, "Probe: run this program; exit 0 is healthy."),
-    Setting("interval", NUMBER, 30.0, positive_number, "Seconds between probes."),
-    Setting("timeout", NUMBER, 5.0, positive_number, "Seconds one probe may take."),
-    Setting("failures", INTEGER, 3, positive_int, "Consecutive failures that restart the service."),
-    Setting("start_period", NUMBER, 0.0, non_negative, "Seconds after start before the 1st probe."),
-)
+    Setting("interval", NUMBER, MODEL, positive_number, "Seconds between probes."),
+    Setting("timeout", NUMBER, MODEL, positive_number, "Seconds one probe may take."),
+    Setting("failures", INTEGER, MODEL, positive_int,
+            "Consecutive failures that restart the service."),
+    Setting("start_period", NUMBER, MODEL, non_negative,
+            "Seconds after start before the 1st probe."),
+))  # fmt: skip
 HEALTH_PROBES = ("tcp", "http", "command")
 
-WORKLOAD: tuple[Setting, ...] = (
+WORKLOAD: tuple[Setting, ...] = _bound(model.WorkloadConfig, (
     Setting("name", STRING, None, name_pattern, "Unique name: letters, digits, _ . -", True),
     Setting("type", STRING, None, one_of(model.WorkloadType), f"{_choices(model.WorkloadType)}.",
             True),
@@ -96,98 +130,100 @@ WORKLOAD: tuple[Setting, ...] = (
             "Required for run_mode schedule. Quote it."),
     Setting("max_runs", INTEGER, None, positive_int,
             "Total number of runs. Required for run_mode n_times."),
-    Setting("catch_up", STRING, "skip", one_of(model.CatchUp),
+    Setting("catch_up", STRING, MODEL, one_of(model.CatchUp),
             "schedule only. skip: ticks missed while the daemon was down are dropped; "
             "once: one run if any tick was missed."),
     Setting("module", STRING, None, module_name,
             "Python module imported in the child. Give module or command, not both."),
-    Setting("entry_point", STRING, "run", identifier,
+    Setting("entry_point", STRING, MODEL, identifier,
             "Function in module, called with params as keyword arguments. Not with command."),
     Setting("command", ARGV, None, argv_list,
             "Program to exec instead of a module: a list, or a string split like a shell "
             "(no expansion)."),
     Setting("version", STRING, None, non_empty, 'Free-form version label; quote it: "1.10".'),
-    Setting("params", MAPPING, {}, None, "Keyword arguments passed to entry_point."),
+    Setting("params", MAPPING, MODEL, None, "Keyword arguments passed to entry_point."),
     Setting("timeout", NUMBER, None, positive_number,
             "Seconds one run may take; then stop_signal, then SIGKILL after stop_timeout."),
     Setting("memory_limit_mb", INTEGER, None, memory_mb,
             "Address-space limit (RLIMIT_AS) in MB above the child's start; past it "
             "allocations fail with MemoryError."),
-    Setting("cpu_nice", INTEGER, 0, nice_range, "Scheduling niceness, -20 (first) to 19 (last)."),
+    Setting("cpu_nice", INTEGER, MODEL, nice_range,
+            "Scheduling niceness, -20 (first) to 19 (last)."),
     Setting("max_rss_mb", INTEGER, None, memory_mb,
             "Resident memory cap in MB, checked by sampling; the run is stopped past it."),
-    Setting("tags", STRING_LIST, (), None, "Labels for listing and filtering."),
-    Setting("enabled", BOOLEAN, True, None, "false keeps the workload loaded but never started."),
-    Setting("env", STRING_MAP, {}, env_names, "Extra environment variables (values are strings)."),
+    Setting("tags", STRING_LIST, MODEL, None, "Labels for listing and filtering."),
+    Setting("enabled", BOOLEAN, MODEL, None, "false keeps the workload loaded but never started."),
+    Setting("env", STRING_MAP, MODEL, env_names,
+            "Extra environment variables (values are strings)."),
     Setting("working_dir", STRING, None, absolute_path, "Directory the child starts in."),
-    Setting("stop_timeout", NUMBER, 10.0, positive_number,
+    Setting("stop_timeout", NUMBER, MODEL, positive_number,
             "Seconds between stop_signal and SIGKILL."),
-    Setting("stop_signal", STRING, "TERM", signal_name,
+    Setting("stop_signal", STRING, MODEL, signal_name,
             f"Signal that asks a run to stop: {', '.join(SIGNALS)}."),
-    Setting("start_seconds", NUMBER, 1.0, non_negative,
+    Setting("start_seconds", NUMBER, MODEL, non_negative,
             "A run that stays up this long counts as started (resets the backoff)."),
-    Setting("restart_delay", NUMBER, 1.0, non_negative,
+    Setting("restart_delay", NUMBER, MODEL, non_negative,
             "First backoff delay after a quick failure."),
-    Setting("restart_delay_max", NUMBER, 60.0, positive_number, "Backoff cap in seconds."),
-    Setting("max_retries", INTEGER, 5, non_negative,
+    Setting("restart_delay_max", NUMBER, MODEL, positive_number, "Backoff cap in seconds."),
+    Setting("max_retries", INTEGER, MODEL, non_negative,
             "Consecutive quick failures before the workload is FATAL."),
-    Setting("fatal_retry_delay", NUMBER, 300.0, non_negative,
+    Setting("fatal_retry_delay", NUMBER, MODEL, non_negative,
             "Seconds before a slow retry out of FATAL; 0 stays FATAL."),
-    Setting("log_max_bytes", INTEGER, 5 * _MiB, log_bytes,
+    Setting("log_max_bytes", INTEGER, MODEL, log_bytes,
             "Rotate the workload's log file (NAME.log in the log dir) past this many bytes.",
             doc_default="daemon.log_max_bytes"),
-    Setting("log_backups", INTEGER, 3, non_negative, "Rotated log files kept.",
+    Setting("log_backups", INTEGER, MODEL, non_negative, "Rotated log files kept.",
             doc_default="daemon.log_backups"),
     Setting("health_check", SECTION, None, None,
             "Liveness probe for run_mode forever; exactly one of tcp, http, command.",
             section=HEALTH_CHECK),
-)  # fmt: skip
+))  # fmt: skip
 
-DAEMON: tuple[Setting, ...] = (
-    Setting("log_level", STRING, "info", log_level, f"One of {', '.join(LOG_LEVELS)}."),
-    Setting("sample_interval", NUMBER, 10.0, positive_number,
+DAEMON: tuple[Setting, ...] = _bound(model.DaemonSettings, (
+    Setting("log_level", STRING, MODEL, log_level, f"One of {', '.join(LOG_LEVELS)}."),
+    Setting("sample_interval", NUMBER, MODEL, positive_number,
             "Seconds between samples of the system and of workloads with max_rss_mb; the "
             "others are sampled when status, list --json or top asks."),
-    Setting("shutdown_timeout", NUMBER, 30.0, positive_number,
+    Setting("shutdown_timeout", NUMBER, MODEL, positive_number,
             "Upper bound in seconds for stopping everything on down or SIGTERM."),
     Setting("socket_group", STRING, None, name_pattern,
             "Group that owns the control socket (mode 0660); default: root only (0600)."),
-    Setting("log_max_bytes", INTEGER, 5 * _MiB, log_bytes,
+    Setting("log_max_bytes", INTEGER, MODEL, log_bytes,
             "Default log size limit for workloads and the daemon's own log."),
-    Setting("log_backups", INTEGER, 3, non_negative, "Default number of rotated logs kept."),
-)  # fmt: skip
+    Setting("log_backups", INTEGER, MODEL, non_negative, "Default number of rotated logs kept."),
+))  # fmt: skip
 
-FLEET: tuple[Setting, ...] = (
-    Setting("enabled", BOOLEAN, False, None,
+FLEET: tuple[Setting, ...] = _bound(model.FleetSettings, (
+    Setting("enabled", BOOLEAN, MODEL, None,
             "Run the client API and send heartbeats to the central API."),
     Setting("client_name", STRING, None, name_pattern, "This device's name in the fleet.",
             doc_default="the hostname"),
-    Setting("api_host", STRING, "127.0.0.1", host,
+    Setting("api_host", STRING, MODEL, host,
             "Address the client API listens on; not loopback requires api_token."),
-    Setting("api_port", INTEGER, 9100, port, "Port of the client API."),
+    Setting("api_port", INTEGER, MODEL, port, "Port of the client API."),
     Setting("central_api_url", STRING, None, url,
             "Base URL of the central API, e.g. http://control:8080. Required when enabled."),
-    Setting("heartbeat_interval_seconds", NUMBER, 30.0, positive_number,
+    Setting("heartbeat_interval_seconds", NUMBER, MODEL, positive_number,
             "Seconds between heartbeats (with jitter)."),
     Setting("api_token", STRING, None, non_empty,
             "Bearer token the client API requires and heartbeats send."),
-)  # fmt: skip
+))  # fmt: skip
 
-CENTRAL: tuple[Setting, ...] = (
-    Setting("enabled", BOOLEAN, False, None,
+CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
+    Setting("enabled", BOOLEAN, MODEL, None,
             "This device is the control host: run the central API."),
-    Setting("host", STRING, "127.0.0.1", host,
+    Setting("host", STRING, MODEL, host,
             "Address the central API listens on; not loopback requires api_token."),
-    Setting("port", INTEGER, 8080, port, "Port of the central API and dashboard."),
+    Setting("port", INTEGER, MODEL, port, "Port of the central API and dashboard."),
     Setting("db_path", STRING, None, non_empty, "Fleet database file."),
     Setting("inventory_path", STRING, None, non_empty,
             "inventory.yaml whose clients are listed before their first heartbeat."),
     Setting("api_token", STRING, None, non_empty, "Bearer token the central API requires."),
-    Setting("stale_after_seconds", NUMBER, 90.0, positive_number,
+    Setting("stale_after_seconds", NUMBER, MODEL, positive_number,
             "A client silent this long is shown stale."),
-    Setting("offline_after_seconds", NUMBER, 300.0, positive_number,
+    Setting("offline_after_seconds", NUMBER, MODEL, positive_number,
             "A client silent this long is shown offline."),
-)  # fmt: skip
+))  # fmt: skip
 
 DAEMON_FILE: tuple[Setting, ...] = (
     Setting("daemon", SECTION, None, None, "The daemon itself.", section=DAEMON),
@@ -195,24 +231,23 @@ DAEMON_FILE: tuple[Setting, ...] = (
     Setting("central", SECTION, None, None, "This device as the control host.", section=CENTRAL),
 )
 
-INVENTORY_DEFAULTS: tuple[Setting, ...] = (
-    Setting("ssh_user", STRING, "pi", non_empty, "SSH login user."),
-    Setting("ssh_port", INTEGER, 22, port, "SSH port."),
+INVENTORY_DEFAULTS: tuple[Setting, ...] = _bound(model.InventoryClient, (
+    Setting("ssh_user", STRING, MODEL, non_empty, "SSH login user."),
+    Setting("ssh_port", INTEGER, MODEL, port, "SSH port."),
     Setting("ssh_key", STRING, None, non_empty, "Private key file; default: ssh's own choice."),
-    Setting("install_dir", STRING, "/opt/mastercontrol", absolute_path,
+    Setting("install_dir", STRING, MODEL, absolute_path,
             "Where releases are installed on the client."),
-    Setting("workloads", STRING_LIST, (), name_list,
+    Setting("workloads", STRING_LIST, MODEL, name_list,
             "Workload names deployed to the client; empty means all."),
-    Setting("env", STRING_MAP, {}, env_names,
+    Setting("env", STRING_MAP, MODEL, env_names,
             "Environment for the client's daemon; merged over defaults' env."),
-    Setting("tags", STRING_LIST, (), None, "Labels for selecting clients."),
-)  # fmt: skip
+    Setting("tags", STRING_LIST, MODEL, None, "Labels for selecting clients."),
+))  # fmt: skip
 
-INVENTORY_CLIENT: tuple[Setting, ...] = (
+INVENTORY_CLIENT: tuple[Setting, ...] = _bound(model.InventoryClient, (
     Setting("name", STRING, None, name_pattern, "Client name (its fleet.client_name).", True),
     Setting("host", STRING, None, host, "Host name or address to reach it over SSH.", True),
-    *INVENTORY_DEFAULTS,
-)
+)) + INVENTORY_DEFAULTS  # fmt: skip
 
 INVENTORY_FILE: tuple[Setting, ...] = (
     Setting("defaults", SECTION, None, None, "Settings applied to every client.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mastercontrol.config.model import WorkloadConfig
+from mastercontrol.config.model import WorkloadConfig, field_default
 
 # 2**60 times any sane delay is far past any cap; clamping the exponent avoids OverflowError
 # for absurd failure counts without changing any result.
@@ -35,10 +35,11 @@ class Backoff:
     within one device, and a fixed sequence is what operators (and tests) can predict.
     """
 
-    restart_delay: float = 1.0
-    restart_delay_max: float = 60.0
-    max_retries: int = 5
-    fatal_retry_delay: float = 300.0
+    # The workload settings' defaults (config/model.py), not written again here.
+    restart_delay: float = field_default(WorkloadConfig, "restart_delay")
+    restart_delay_max: float = field_default(WorkloadConfig, "restart_delay_max")
+    max_retries: int = field_default(WorkloadConfig, "max_retries")
+    fatal_retry_delay: float = field_default(WorkloadConfig, "fatal_retry_delay")
 
     def __post_init__(self) -> None:
         for name in ("restart_delay", "restart_delay_max", "fatal_retry_delay"):

@@ -47,6 +47,37 @@ def test_table_has_exactly_the_model_fields_with_the_same_defaults(
         assert setting.help.strip(), setting.name
 
 
+def test_a_default_is_written_once_in_the_model_and_read_by_the_table() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        port: int = 9100
+        token: str | None = None
+
+    kind = checks.INTEGER
+    bound = schema._bound(
+        Settings,
+        (
+            schema.Setting("port", kind, schema.MODEL, None, "p"),
+            schema.Setting("token", checks.STRING, None, None, "t"),
+        ),
+    )
+    assert [s.default for s in bound] == [9100, None]
+    for row, message in [
+        (schema.Setting("port", kind, 9100, None, "a second copy"), "write MODEL"),
+        (schema.Setting("port", kind, None, None, "None where the model has 9100"), "write MODEL"),
+        (schema.Setting("nope", kind, schema.MODEL, None, "no such field"), "no field"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            schema._bound(Settings, (row,))
+
+
+def test_backoff_defaults_are_the_workload_defaults() -> None:
+    from mastercontrol.engine.backoff import Backoff
+
+    config = model.WorkloadConfig("w", model.WorkloadType.SERVICE, model.RunMode.FOREVER)
+    assert Backoff() == Backoff.from_config(config)
+
+
 def test_committed_configuration_docs_are_generated_from_the_tables() -> None:
     committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render_configuration_markdown(), (
