@@ -56,7 +56,9 @@ from mastercontrol.engine.exitstatus import (
 CTX = multiprocessing.get_context("fork")
 
 # Variables that tell a process it is the service systemd started; a workload that inherited
-# them would send sd_notify messages or claim sockets in the master's name.
+# them would send sd_notify messages or claim sockets in the master's name. The one list: the
+# master unsets them at startup (daemon/systemd.py) and every child again (`ctl run` has no
+# master to do it).
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -80,11 +80,6 @@ class _Fields:
         return f"{self.path}.{name}" if self.path else name
 
 
-def format_problems(problems: Iterable[str]) -> str:
-    """One problem per line, as `mastercontrol-ctl validate` prints them."""
-    return "\n".join(problems)
-
-
 # --- the table walker --------------------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ dependency. Every send is a non-blocking datagram whose failure is counted and s
 master must never block or die because systemd is slow or gone. Without $NOTIFY_SOCKET every
 method is a no-op, so the daemon calls them unconditionally.
 
-Imports only the standard library; never imports other mastercontrol modules.
+Imports only the standard library and the one list of systemd's variables
+(`mastercontrol.child.spawn.SYSTEMD_VARS`, which every child also scrubs).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import socket
 import time
 from collections.abc import MutableMapping
 
-# The variables systemd hands to the main process. Children must not see them: a workload
-# that links libsystemd would otherwise talk to systemd as if it were the daemon.
-NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+from mastercontrol.child.spawn import SYSTEMD_VARS
 
 
 def parse_address(value: str) -> bytes | None:
@@ -75,7 +74,7 @@ class Notifier:
         raw_usec = env.get("WATCHDOG_USEC", "")
         raw_pid = env.get("WATCHDOG_PID", "")
         if unset:
-            for name in NOTIFY_VARIABLES:
+            for name in SYSTEMD_VARS:
                 env.pop(name, None)
         address = parse_address(raw_address)
         return cls(address, _watchdog_usec(raw_usec, raw_pid, os.getpid() if pid is None else pid))

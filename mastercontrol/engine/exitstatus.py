@@ -105,8 +105,3 @@ def _setup_failure_text(exitcode: int, target: str | None) -> str | None:
     if exitcode == CHILD_EXIT_EXEC_FAILED:
         return f"cannot execute command{named}"
     return None
-
-
-def is_success(status: ExitStatus) -> bool:
-    """A run succeeded only if it exited on its own with status 0 (a stopped run did not)."""
-    return status.reason is ExitReason.EXIT and status.exit_code == 0

@@ -29,7 +29,7 @@ class HealthTracker:
     The first probe is due `start_period` after the (re)start, the next ones `interval` after
     the previous result; the loop runs at most one probe per workload at a time. After
     `failures` consecutive unhealthy results `record` returns True (restart it, reason
-    "unhealthy") and the count starts over; call `reset(now)` when the workload restarts.
+    "unhealthy") and the count starts over. Each run gets a new tracker.
     """
 
     check: HealthCheck
@@ -45,9 +45,6 @@ class HealthTracker:
             return self.started_at + self.check.start_period
         return self.last_time + self.check.interval
 
-    def is_due(self, now: float) -> bool:
-        return self.next_probe_due() <= now
-
     def record(self, result: ProbeResult, now: float) -> bool:
         self.last_result = result
         self.last_time = now
@@ -60,12 +57,6 @@ class HealthTracker:
             self.consecutive_failures = 0
             return True
         return False
-
-    def reset(self, now: float) -> None:
-        """The workload (re)started at `now`: start_period and the failure count start over."""
-        self.started_at = now
-        self.consecutive_failures = 0
-        self.checks_since_start = 0
 
     @property
     def status(self) -> str:

@@ -28,10 +28,6 @@ class ReloadPlan:
             "unchanged": list(self.unchanged),
         }
 
-    @property
-    def empty(self) -> bool:
-        return not (self.add or self.remove or self.change)
-
 
 def plan_reload(
     current: Mapping[str, WorkloadConfig], desired: Mapping[str, WorkloadConfig]

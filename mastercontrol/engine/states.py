@@ -51,21 +51,19 @@ STOPPABLE = frozenset({S.STARTING, S.RUNNING})
 IDLE_STOPPABLE = frozenset({S.SCHEDULED, S.BACKOFF, S.EXITED, S.FATAL})
 
 TRANSITIONS: dict[tuple[ProcState, Trigger], ProcState] = {
-    # operator/planner start of an idle workload
-    **{(s, T.START): S.STARTING for s in (S.STOPPED, S.EXITED, S.FATAL, S.COMPLETED, S.SCHEDULED)},
+    # operator/planner start of an idle workload (BACKOFF: start now, not at the retry)
+    **{(s, T.START): S.STARTING for s in STARTABLE},
     (S.SCHEDULED, T.TICK): S.STARTING,
     (S.STARTING, T.UP): S.RUNNING,
     # a quick failure of a forever workload
     (S.STARTING, T.EXITED): S.BACKOFF,
     (S.STARTING, T.SPAWN_FAILED): S.BACKOFF,
     (S.BACKOFF, T.RETRY_DUE): S.STARTING,
-    (S.BACKOFF, T.START): S.STARTING,
     (S.BACKOFF, T.RETRIES_EXHAUSTED): S.FATAL,
     (S.FATAL, T.RETRY_DUE): S.STARTING,
     (S.RUNNING, T.EXITED): S.EXITED,
     # stopping
-    (S.STARTING, T.STOP): S.STOPPING,
-    (S.RUNNING, T.STOP): S.STOPPING,
+    **{(s, T.STOP): S.STOPPING for s in STOPPABLE},
     (S.STOPPING, T.STOP_TIMEOUT): S.STOPPING,
     (S.STOPPING, T.EXITED): S.STOPPED,
     **{(s, T.STOP): S.STOPPED for s in IDLE_STOPPABLE},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mastercontrol.config.load import format_problems, load_config_dir, load_config_files
+from mastercontrol.config.load import load_config_dir, load_config_files
 from mastercontrol.config.model import CatchUp, RunMode, WorkloadType
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,7 +232,3 @@ def test_health_check_is_built() -> None:
         2,
         None,
     )
-
-
-def test_format_problems_is_one_per_line() -> None:
-    assert format_problems(["a.yaml:1: x", "b.yaml:2: y"]) == "a.yaml:1: x\nb.yaml:2: y"

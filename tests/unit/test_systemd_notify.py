@@ -202,3 +202,11 @@ def test_default_listener_path_is_usable_and_cleaned_up() -> None:
         assert listener.wait_for("READY=1") == {"READY": "1"}
     assert not path.exists()
     assert not path.parent.exists()
+
+
+def test_the_master_and_the_child_scrub_the_same_systemd_variables() -> None:
+    from mastercontrol.child.spawn import SYSTEMD_VARS
+
+    environ = {name: "1" for name in SYSTEMD_VARS} | {"PATH": "/bin"}
+    Notifier.from_environ(environ)
+    assert environ == {"PATH": "/bin"}
