@@ -71,6 +71,15 @@ class Roster:
         for name, dig in self._own.items():
             self._owners.setdefault(dig, set()).add(name)
 
+    def knows_token(self, token: str | None) -> bool:
+        """Is `token` any client's or the shared one? (401 before the body is even read.)"""
+        if not token:
+            return False
+        offered = _digest(token)
+        return offered in self._owners or (
+            self._shared is not None and hmac.compare_digest(offered, self._shared)
+        )
+
     def check_heartbeat(self, name: str, token: str | None) -> Verdict:
         """May `token` send a heartbeat for `name`? Checked before the body is validated."""
         if not token:
@@ -81,10 +90,7 @@ class Roster:
             expected = self._shared
         if expected is not None and hmac.compare_digest(offered, expected):
             return Verdict.OK
-        known = offered in self._owners or (
-            self._shared is not None and hmac.compare_digest(offered, self._shared)
-        )
-        if not known:
+        if not self.knows_token(token):
             return Verdict.UNKNOWN_TOKEN
         if name not in self.entries and not self.accept_unknown:
             return Verdict.UNLISTED

@@ -1,5 +1,5 @@
-"""fleet/ (heartbeats, system metrics) imports only the stdlib, psutil and the package parts it
-may use: never daemon/, child/, api/, bottle or waitress. Checked on the source with ast."""
+"""fleet/ (heartbeats, system metrics, the fleet DB) imports only the stdlib, psutil and the
+package parts it may use: never daemon/, child/, api/, bottle or waitress. Checked on the source with ast."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 
 FLEET = Path(__file__).resolve().parents[2] / "mastercontrol" / "fleet"
 ALLOWED_THIRD_PARTY = {"psutil", "yaml"}  # yaml only through config.load
-ALLOWED_OWN = {"mastercontrol", "mastercontrol.fleet", "mastercontrol.config", "mastercontrol.ipc"}
+# store: the central's fleet DB (fleet/fleetstore.py) writes through store/db.py's one door.
+ALLOWED_OWN = {
+    "mastercontrol",
+    "mastercontrol.fleet",
+    "mastercontrol.config",
+    "mastercontrol.ipc",
+    "mastercontrol.store",
+}
 ALLOWED_OWN_MODULES = {"mastercontrol.errors"}
 
 
