@@ -1,5 +1,6 @@
 """fleet/ (heartbeats, system metrics, the fleet DB) imports only the stdlib, psutil and the
-package parts it may use: never daemon/, child/, api/, bottle or waitress. Checked on the source with ast."""
+package parts it may use: never daemon/, child/, api/, bottle or waitress. Checked on the
+source with ast."""
 
 from __future__ import annotations
 
