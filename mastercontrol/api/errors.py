@@ -37,11 +37,10 @@ _IPC_STATUS: dict[str, int] = {
     "disabled": 409,
     "shutting_down": 503,
     "busy": 503,
-    "permission_denied": 503,
 }
 
 
-_MASTER_FAULTS = frozenset({"internal", "bad_reply"})
+_MASTER_FAULTS = frozenset({"internal", "bad_reply", "permission_denied"})
 
 
 def _status_of(code: str) -> int:
@@ -66,8 +65,7 @@ def from_ipc(exc: IPCError) -> APIError:
     extra: dict[str, Any] = {}
     if exc.code == "invalid_config":
         extra["problems"] = problems_of(exc.details)
-    code = exc.code if status != 502 else "master_error"
-    return APIError(status, code, str(exc) or exc.code, **extra)
+    return APIError(status, str(exc.code), str(exc) or str(exc.code), **extra)
 
 
 def unreachable(message: str) -> APIError:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mastercontrol.api.client_app import create_client_app
-from tests.api.standin import MasterClient
+from mastercontrol.ipc.client import MasterClient
 from tests.integration.harness import Daemon
 
 TOKEN = "s3cret-token-for-tests"

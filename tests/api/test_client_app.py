@@ -10,8 +10,8 @@ import pytest
 
 from mastercontrol.api.body import MAX_BODY_BYTES, MAX_DEPTH
 from mastercontrol.api.client_app import create_client_app
+from mastercontrol.ipc.client import MasterClient
 from tests.api.conftest import TOKEN, Live
-from tests.api.standin import MasterClient
 from tests.api.wsgi import call
 from tests.integration.harness import wait_for
 

@@ -56,6 +56,7 @@ def test_problem_strings_become_objects() -> None:
         ("disabled", 409),
         ("shutting_down", 503),
         ("internal", 502),
+        ("permission_denied", 502),
         ("bad_reply", 502),
         ("no_rollback", 409),
     ],
