@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+from email.message import Message
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from mastercontrol.fleet.heartbeat import (
     heartbeat_url,
     workload_entry,
 )
+from mastercontrol.fleet.heartbeat_service import failure_reason
 
 
 class FakeClock:
@@ -205,3 +208,18 @@ def test_each_outage_gets_its_own_pair_of_lines() -> None:
     assert sum(1 for line in lines if line) == 6
     assert "1 failed try" not in (lines[2] or "")
     assert "2 failed tries" in (lines[2] or "")
+
+
+# --- the service's failure reasons (pure) -------------------------------------------------------
+
+
+def test_failure_reasons_are_short_and_name_the_cause() -> None:
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert failure_reason(refused) == "Connection refused"
+    http = urllib.error.HTTPError("http://c/api/v1/heartbeat", 401, "Unauthorized", Message(), None)
+    assert failure_reason(http) == "HTTP 401 Unauthorized"
+    assert failure_reason(TimeoutError()) == "timed out"
+    assert failure_reason(ConnectionResetError(104, "Connection reset by peer")) == (
+        "Connection reset by peer"
+    )
+    assert failure_reason(urllib.error.URLError("unknown url type: ftp")) == "unknown url type: ftp"
