@@ -19,6 +19,7 @@ from mastercontrol.config import checks, schema
 from mastercontrol.config.model import (
     DEFAULT_RUN_MODE,
     CentralSettings,
+    ConfigProblem,
     ConfigSet,
     DaemonConfig,
     DaemonSettings,
@@ -240,10 +241,18 @@ def _check_daemon(f: _Fields, problems: list[Problem]) -> None:
         if sec is None or not sec.values.get("enabled"):
             continue
         address = sec.values.get(host_key, default_host)
-        if not checks.is_loopback(address) and not sec.has("api_token"):
-            msg = f"required when {sec.label(host_key)} ({address}) is not a loopback address"
+        has_token = sec.has("api_token") or sec.has("api_token_file")
+        if not checks.is_loopback(address) and not has_token:
+            msg = (
+                f"required when {sec.label(host_key)} ({address}) is not a loopback address "
+                "(or give api_token_file)"
+            )
             line = sec.lines.get(host_key, sec.node.first_line)
             problems.append(Problem(line, sec.label("api_token"), msg))
+    for sec in (fleet, central):
+        if sec is not None and sec.has("api_token") and sec.has("api_token_file"):
+            msg = "give api_token or api_token_file, not both"
+            problems.append(Problem(sec.lines["api_token_file"], sec.label("api_token_file"), msg))
     if fleet is not None and fleet.values.get("enabled") and not fleet.has("central_api_url"):
         fleet.missing("central_api_url", problems, "when fleet.enabled is true")
     if central is not None:
@@ -392,7 +401,15 @@ def _load(
             continue
         workloads[workload.name] = workload
     located.sort(key=lambda loc: (loc.source, loc.problem.line, loc.problem.column))
-    return ConfigSet(workloads=workloads, daemon=daemon, problems=[str(loc) for loc in located])
+    return ConfigSet(
+        workloads=workloads,
+        daemon=daemon,
+        problems=[str(loc) for loc in located],
+        located=tuple(
+            ConfigProblem(loc.source, loc.problem.line, loc.problem.field, loc.problem.message)
+            for loc in located
+        ),
+    )
 
 
 def load_config_dir(config_dir: str | os.PathLike[str]) -> ConfigSet:

@@ -10,6 +10,7 @@ written: the settings tables (and so the docs) and engine/backoff.py read them t
 from __future__ import annotations
 
 import dataclasses
+import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -131,6 +132,21 @@ class FleetSettings:
     central_api_url: str | None = None
     heartbeat_interval_seconds: float = 30.0
     api_token: str | None = None
+    api_token_file: str | None = None  # read by config.secrets.resolve_token, never stored
+    api_url: str | None = None  # how the central reaches this API; derived when not given
+
+    def __post_init__(self) -> None:
+        if self.api_url is None:
+            object.__setattr__(self, "api_url", derived_api_url(self.api_host, self.api_port))
+
+
+def derived_api_url(host: str, port: int) -> str:
+    """http://HOST:PORT of a listener; a wildcard address is advertised by the hostname."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,7 @@ class CentralSettings:
     db_path: str | None = None
     inventory_path: str | None = None
     api_token: str | None = None
+    api_token_file: str | None = None
     stale_after_seconds: float = 90.0
     offline_after_seconds: float = 300.0
 
@@ -181,6 +198,16 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class ConfigProblem:
+    """One problem of a ConfigSet, structured (line 0: the whole file) for JSON answers."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ConfigSet:
     """The result of loading a config dir: what is valid, and every problem found.
 
@@ -191,6 +218,7 @@ class ConfigSet:
     workloads: dict[str, WorkloadConfig]
     daemon: DaemonConfig
     problems: list[str]
+    located: tuple[ConfigProblem, ...] = ()  # the same problems, structured (same order)
 
     @property
     def ok(self) -> bool:

@@ -206,7 +206,14 @@ FLEET: tuple[Setting, ...] = _bound(model.FleetSettings, (
     Setting("heartbeat_interval_seconds", NUMBER, MODEL, positive_number,
             "Seconds between heartbeats (with jitter)."),
     Setting("api_token", STRING, None, non_empty,
-            "Bearer token the client API requires and heartbeats send."),
+            "Bearer token the client API requires and heartbeats send. Prefer api_token_file: "
+            "then the secret need not sit in this file."),
+    Setting("api_token_file", STRING, None, absolute_path,
+            "File holding the token (whitespace stripped); must not be readable by every "
+            "user. Give api_token or api_token_file, not both."),
+    Setting("api_url", STRING, None, url,
+            "How the central API reaches this client's API (sent with each heartbeat).",
+            doc_default="http://API_HOST:API_PORT (the hostname for a wildcard api_host)"),
 ))  # fmt: skip
 
 CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
@@ -219,6 +226,8 @@ CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
     Setting("inventory_path", STRING, None, non_empty,
             "inventory.yaml whose clients are listed before their first heartbeat."),
     Setting("api_token", STRING, None, non_empty, "Bearer token the central API requires."),
+    Setting("api_token_file", STRING, None, absolute_path,
+            "File holding that token; not readable by every user. Not with api_token."),
     Setting("stale_after_seconds", NUMBER, MODEL, positive_number,
             "A client silent this long is shown stale."),
     Setting("offline_after_seconds", NUMBER, MODEL, positive_number,

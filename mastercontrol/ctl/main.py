@@ -310,7 +310,8 @@ class Ctl:
     def cmd_validate(self, args: argparse.Namespace) -> int:
         # Imported here: the config loader pulls in yaml and croniter, which the commands that
         # only talk to the daemon do not need (they start in a fraction of the time).
-        from mastercontrol.config.load import load_config_dir, load_inventory
+        from mastercontrol.config.load import DAEMON_FILE, load_config_dir, load_inventory
+        from mastercontrol.config.secrets import token_warnings
 
         configs = load_config_dir(self.paths.config_dir)
         problems = list(configs.problems)
@@ -320,6 +321,9 @@ class Ctl:
             problems += load_inventory(inventory_path)[1]
         for problem in problems:
             self.out(problem)
+        # Warnings do not fail validate: a token file may be readable by the daemon's user only.
+        for warning in token_warnings(configs.daemon, self.paths.config_dir / DAEMON_FILE):
+            self.out(warning)
         if problems:
             return EXIT_FAILURE
         self.out(f"OK: {len(configs.workloads)} workloads in {self.paths.config_dir}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.views import workload_view
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import COMMANDS, ErrorCode
@@ -44,6 +45,7 @@ class Commands:
 
     def __init__(self, loop: MasterLoop) -> None:
         self.loop = loop
+        self.config_push = ConfigPush(loop.config_dir, loop.state_dir, loop.load_config)
 
     def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd not in self.TABLE:
@@ -114,3 +116,21 @@ class Commands:
         lines = _int(args, "lines", 50, 0, MAX_LOG_LINES)
         path = self.loop.log_dir / f"{name}.log"
         return {"name": name, "path": str(path), "lines": read_tail(path, lines)}
+
+    def _reload(self) -> dict[str, Any]:
+        return self.loop.reload(dry_run=False)
+
+    def _not_shutting_down(self) -> None:
+        if self.loop.supervisor.shutting_down:
+            raise IPCError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
+
+    def cmd_put_config(self, args: dict[str, Any]) -> dict[str, Any]:
+        replace = args.get("replace", False)
+        if not isinstance(replace, bool):
+            raise IPCError(ErrorCode.BAD_REQUEST, "'replace' must be true or false")
+        self._not_shutting_down()
+        return self.config_push.push(args.get("files"), replace, self._reload)
+
+    def cmd_rollback_config(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._not_shutting_down()
+        return self.config_push.rollback(self._reload)

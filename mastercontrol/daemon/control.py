@@ -129,10 +129,7 @@ class ControlServer:
         conn.inbuf += data
         self._handle_lines(conn)
         if len(conn.inbuf) > MAX_REQUEST_BYTES:
-            err = IPCError(ErrorCode.TOO_LARGE, f"request exceeds {MAX_REQUEST_BYTES} bytes")
-            conn.inbuf.clear()
-            conn.outbuf += encode_reply(error=err)
-            conn.closing = True
+            self._refuse_too_large(conn)
         # Replies are not sent here: the loop calls send_replies() once the wake's state
         # changes are committed, so an acknowledged command is never lost to a crash.
 
@@ -146,11 +143,20 @@ class ControlServer:
             end = conn.inbuf.find(b"\n")
             if end < 0:
                 return
+            if end > MAX_REQUEST_BYTES:  # completed in the chunk that crossed the cap
+                self._refuse_too_large(conn)
+                return
             line = bytes(conn.inbuf[:end])
             del conn.inbuf[: end + 1]
             if not line.strip():
                 continue
             conn.outbuf += self._answer(line)
+
+    def _refuse_too_large(self, conn: Connection) -> None:
+        err = IPCError(ErrorCode.TOO_LARGE, f"request exceeds {MAX_REQUEST_BYTES} bytes")
+        conn.inbuf.clear()
+        conn.outbuf += encode_reply(error=err)
+        conn.closing = True
 
     def _answer(self, line: bytes) -> bytes:
         try:

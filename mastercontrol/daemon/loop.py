@@ -57,6 +57,7 @@ class MasterLoop:
         store_dir = store_dir or log_dir
         self.config_dir = config_dir
         self.log_dir = log_dir
+        self.state_dir = store_dir  # the state DB's directory (config-previous/ lives there)
         self.clock = clock
         self.daemon_config = daemon_config
         self.notifier = notifier or Notifier.from_environ({})

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from mastercontrol import __version__
 from mastercontrol.child.spawn import spawn
-from mastercontrol.config.load import load_config_dir
+from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import add_path_options, paths_from_args
+from mastercontrol.config.secrets import token_warnings
 from mastercontrol.daemon.lock import DaemonLock
 from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.log_max_bytes,
         settings.log_backups,
     )
+    for warning in token_warnings(configs.daemon, paths.config_dir / DAEMON_FILE):
+        log.warning("%s", warning)
     notifier = Notifier.from_environ()  # also strips NOTIFY_SOCKET & co. from what children see
     # One daemon per socket and one per state database: a second daemon on the same DB with
     # another socket would declare the first one's runs dead and repeat counted runs.

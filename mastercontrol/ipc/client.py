@@ -17,6 +17,7 @@ from typing import Any
 from mastercontrol.errors import IPCError, MasterControlError
 from mastercontrol.ipc.protocol import (
     MAX_REPLY_BYTES,
+    MAX_REQUEST_BYTES,
     ErrorCode,
     decode_reply,
     encode_request,
@@ -37,6 +38,8 @@ class MasterClient:
     def call(self, cmd: str, **args: Any) -> Any:
         """Send one command and return its result; IPCError carries an error reply's code."""
         request = encode_request(cmd, args)
+        if len(request) - 1 > MAX_REQUEST_BYTES:  # the master would refuse it: do not send it
+            raise IPCError(ErrorCode.TOO_LARGE, f"request exceeds {MAX_REQUEST_BYTES} bytes")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -127,3 +130,14 @@ class MasterClient:
     def down(self) -> dict[str, Any]:
         """Stop every workload, then the daemon: `{"pid", "stopping": true}`."""
         return self._dict("down")
+
+    def put_config(self, files: dict[str, str], replace: bool = False) -> dict[str, Any]:
+        """Push workload files {"<name>.yaml": text}, validated with the current ones as a
+        whole: IPCError invalid_config (details {"problems": [{file, line, field, message}]})
+        and nothing changed, or written, applied by a reload and `{"plan", "written",
+        "removed"}` returned. `replace` also removes the workload files not named."""
+        return self._dict("put_config", files=files, replace=replace)
+
+    def rollback_config(self) -> dict[str, Any]:
+        """Restore the files the last put_config replaced and reload: `{"plan", ...}`."""
+        return self._dict("rollback_config")

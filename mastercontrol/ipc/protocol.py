@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     DISABLED = "disabled"  # the workload has enabled: false
     SHUTTING_DOWN = "shutting_down"
     INVALID_CONFIG = "invalid_config"  # details: {"problems": [...]}
+    NO_PREVIOUS_CONFIG = "no_previous_config"  # rollback_config with nothing saved
     PERMISSION_DENIED = "permission_denied"  # the master may not write what was asked
     INTERNAL = "internal"  # a bug in a handler; logged with its traceback
     BAD_REPLY = "bad_reply"  # client side only: the reply could not be decoded
@@ -53,6 +54,8 @@ COMMANDS: tuple[str, ...] = (
     "reload",
     "down",
     "logs",
+    "put_config",
+    "rollback_config",
 )
 
 

@@ -62,7 +62,7 @@ def test_daemon_yaml_problems_are_located(tmp_path: Path) -> None:
     assert problems == [
         f"{path}:2: fleet.central_api_url: missing required field when fleet.enabled is true",
         f"{path}:3: fleet.api_token: required when fleet.api_host (0.0.0.0) is not a "
-        "loopback address",
+        "loopback address (or give api_token_file)",
         f"{path}:4: fleet.api_prot: unknown field; did you mean 'api_port'?",
         f"{path}:6: central.port: must be a port between 1 and 65535, got 0",
         f"{path}:7: central.offline_after_seconds: must be greater than stale_after_seconds (400)",
