@@ -17,7 +17,8 @@ from tests.integration.harness import Daemon, pid_alive, wait_for
 
 
 def yaml_of(name: str, func: str = "sleep_forever", **fields: object) -> str:
-    body = {"name": name, "type": "service", "module": "tests.integration.workloads"}
+    body: dict[str, object] = {"name": name, "type": "service"}
+    body["module"] = "tests.integration.workloads"
     body.update({"entry_point": func, **fields})
     return json.dumps(body, indent=2) + "\n"  # JSON is valid YAML
 
