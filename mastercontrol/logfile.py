@@ -21,6 +21,7 @@ the writer.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -151,7 +152,9 @@ class LogWriter:
     def _open(self) -> bool:
         if self._monotonic() < self._retry_at:
             return False
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        # O_NOFOLLOW: a `<name>.log` symlink planted in the log dir is refused, never followed
+        # (a root daemon would append workload output to whatever it points at).
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             try:
                 fd = os.open(self.path, flags, 0o640)
@@ -200,6 +203,10 @@ class LogWriter:
                 pass
 
 
+class SymlinkRefused(OSError):
+    """A log path is a symlink (planted by someone): never followed."""
+
+
 def read_tail(path: str | os.PathLike[str], lines: int) -> list[str]:
     """The last `lines` lines of a log, continuing into path.1, path.2 ... if it is short.
 
@@ -223,7 +230,14 @@ def read_tail(path: str | os.PathLike[str], lines: int) -> list[str]:
 
 
 def _tail_of_file(path: Path, n: int) -> list[bytes]:
-    with open(path, "rb") as f:
+    # O_NOFOLLOW: `logs` must not print a file a planted symlink points at.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkRefused(f"{path} is a symlink; refusing to follow it") from None
+        raise
+    with open(fd, "rb") as f:
         end = f.seek(0, os.SEEK_END)
         pos, data = end, b""
         # n lines need n + 1 newlines in view (the first one may end a line we do not want).

@@ -62,6 +62,7 @@ CTX = multiprocessing.get_context("fork")
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WORKLOAD_UMASK = 0o022  # the master's own is 077 (daemon/dirs.py); workloads get the usual one
 _MAXFD = os.sysconf("SC_OPEN_MAX")
 _MSG = "mastercontrol: "  # prefix of the bootstrap's own lines in the workload log
 
@@ -287,6 +288,8 @@ def _child_setup_fds(close_fds: tuple[int, ...], output_fd: int | None) -> None:
 
 
 def _child_setup_environment(spec: ChildSpec) -> None:
+    # The master runs with umask 077 so its own files are private; a workload gets the usual one.
+    os.umask(WORKLOAD_UMASK)
     for name in SYSTEMD_VARS:
         os.environ.pop(name, None)
     os.environ.update(spec.env)

@@ -19,7 +19,9 @@ POLL_SECONDS = 0.2
 
 def _open(path: Path, at_end: bool) -> BinaryIO | None:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - kept open across iterations on purpose
+        # O_NOFOLLOW: never print what a planted symlink points at.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        f = open(fd, "rb")  # noqa: SIM115 - kept open across iterations on purpose
     except OSError:
         return None
     if at_end:

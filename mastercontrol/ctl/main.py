@@ -241,7 +241,11 @@ class Ctl:
             if not path.exists():
                 self.err(f"no log for {args.name} in {self.paths.log_dir}")
                 return EXIT_UNKNOWN_WORKLOAD
-            lines = read_tail(path, args.lines)
+            try:
+                lines = read_tail(path, args.lines)
+            except OSError as exc:
+                self.err(str(exc))
+                return EXIT_FAILURE
         for line in lines:
             self.out(line.rstrip("\n"))
         if args.follow:

@@ -16,7 +16,7 @@ from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.views import workload_view
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import COMMANDS, ErrorCode
-from mastercontrol.logfile import read_tail
+from mastercontrol.logfile import SymlinkRefused, read_tail
 
 if TYPE_CHECKING:
     from mastercontrol.daemon.loop import MasterLoop
@@ -115,7 +115,11 @@ class Commands:
         self.loop.supervisor.get(name)
         lines = _int(args, "lines", 50, 0, MAX_LOG_LINES)
         path = self.loop.log_dir / f"{name}.log"
-        return {"name": name, "path": str(path), "lines": read_tail(path, lines)}
+        try:
+            tail = read_tail(path, lines)
+        except SymlinkRefused as exc:
+            raise IPCError(ErrorCode.PERMISSION_DENIED, str(exc)) from None
+        return {"name": name, "path": str(path), "lines": tail}
 
     def _reload(self) -> dict[str, Any]:
         return self.loop.reload(dry_run=False)

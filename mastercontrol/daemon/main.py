@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from mastercontrol.child.spawn import spawn
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
+from mastercontrol.daemon import dirs
 from mastercontrol.daemon.lock import DaemonLock
 from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
@@ -76,6 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     configs = load_config_dir(paths.config_dir)
     settings = configs.daemon.daemon
+    # Private before anything is created: 0600 files in private directories (see dirs.py).
+    os.umask(dirs.daemon_umask(settings.socket_group))
+    try:
+        gid = dirs.group_id(settings.socket_group)
+        try:
+            dirs.prepare(paths.log_dir, "log dir", gid, setgid=True)
+        except OSError:
+            pass  # an unusable log dir does not stop supervision: setup_logging says so
+        dirs.prepare(paths.db_path.parent, "state dir", gid)
+        dirs.prepare(paths.socket_path.parent, "socket dir", gid)
+    except (dirs.UnsafeDirectory, OSError) as exc:
+        print(f"mastercontrold: {exc}", file=sys.stderr)
+        return EX_CONFIG
     setup_logging(
         paths.log_dir,
         args.log_level or settings.log_level,

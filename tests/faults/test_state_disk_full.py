@@ -21,7 +21,9 @@ def small_state_fs(daemon: Daemon) -> Iterator[Path]:
     """The daemon's state dir on a 1 MiB tmpfs (a real ENOSPC for sqlite, not a mock)."""
     state = daemon.db_path.parent
     state.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(state)], check=True
+    )
     try:
         yield state
     finally:

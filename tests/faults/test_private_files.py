@@ -1,0 +1,76 @@
+"""The daemon's files are private and it never follows what a local user planted (issue 8):
+the socket dir was created 0755 and state.db and the daemon log 0644; a `<name>.log` symlink
+made the daemon append workload output to its target and `logs` print a 0600 file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tests.integration.harness import Daemon, wait_for
+
+EX_CONFIG = 78
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_daemon_creates_its_directories_and_files_private(daemon: Daemon) -> None:
+    daemon.workload("talker", "sleep_for", params={"seconds": 300})
+    daemon.start()
+    daemon.wait_state("talker", "RUNNING")
+    wait_for(lambda: (daemon.log_dir / "mastercontrold.log").exists(), what="the daemon log")
+    for directory in (daemon.socket_path.parent, daemon.db_path.parent, daemon.log_dir):
+        assert _mode(directory) == 0o700, directory
+    for path in (
+        daemon.db_path,
+        daemon.log_dir / "mastercontrold.log",
+        daemon.socket_path.with_name(daemon.socket_path.name + ".lock"),
+    ):
+        assert _mode(path) & 0o077 == 0, f"{path}: {_mode(path):04o}"
+
+
+def test_workloads_still_get_the_usual_umask(daemon: Daemon, tmp_path: Path) -> None:
+    marker = tmp_path / "made-by-workload"
+    daemon.workload("maker", "count_run", type="script", max_runs=1, params={"marker": str(marker)})
+    daemon.start()
+    daemon.wait_state("maker", "COMPLETED")
+    assert _mode(marker) == 0o644
+
+
+def test_a_planted_log_symlink_is_neither_written_nor_read(daemon: Daemon, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("top secret\n")
+    secret.chmod(0o600)
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    daemon.log_dir.mkdir(mode=0o700, parents=True)
+    (daemon.log_dir / "talker.log").symlink_to(victim)
+    (daemon.log_dir / "reader.log").symlink_to(secret)
+    daemon.workload("talker", "exit_with", params={"code": 0})
+    daemon.workload("reader", "sleep_for", params={"seconds": 300})
+    daemon.start()
+    daemon.wait_state("reader", "RUNNING")
+    wait_for(lambda: daemon.status("talker")["restarts"] >= 2, what="talker to print and exit")
+    assert victim.read_text() == ""
+    out = daemon.ctl("logs", "reader", check=False)
+    assert "top secret" not in out.stdout
+    assert out.returncode == 1
+    assert "symlink" in out.stderr
+    daemon.stop()
+    offline = daemon.ctl("logs", "reader", check=False)  # read without the daemon, too
+    assert "top secret" not in offline.stdout
+    assert "symlink" in offline.stderr
+
+
+def test_a_world_writable_log_dir_is_refused(daemon: Daemon) -> None:
+    daemon.log_dir.mkdir(parents=True)
+    daemon.log_dir.chmod(0o777)
+    daemon.workload("svc", "sleep_for", params={"seconds": 300})
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(30) == EX_CONFIG
+    assert "world-writable" in daemon.stderr()
+    assert str(daemon.log_dir) in daemon.stderr()
