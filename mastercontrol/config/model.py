@@ -119,6 +119,8 @@ class DaemonSettings:
     socket_group: str | None = None  # group owning the IPC socket (then mode 0660)
     log_max_bytes: int = LOG_MAX_BYTES  # default for workloads and the daemon's own log
     log_backups: int = LOG_BACKUPS
+    history_days: float = 30.0  # run and event history older than this is pruned
+    history_max_runs: int = 1000  # runs kept per workload (events: 10 times as many)
 
 
 @dataclass(frozen=True)

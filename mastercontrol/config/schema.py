@@ -191,6 +191,12 @@ DAEMON: tuple[Setting, ...] = _bound(model.DaemonSettings, (
     Setting("log_max_bytes", INTEGER, MODEL, log_bytes,
             "Default log size limit for workloads and the daemon's own log."),
     Setting("log_backups", INTEGER, MODEL, non_negative, "Default number of rotated logs kept."),
+    Setting("history_days", NUMBER, MODEL, positive_number,
+            "Days of run and event history kept in the state database; older rows are deleted "
+            "(a run still going never is)."),
+    Setting("history_max_runs", INTEGER, MODEL, positive_int,
+            "Runs kept per workload, newest first; events are kept for up to 10 times as many. "
+            "Pruned by the daemon's housekeeping, in bounded chunks."),
 ))  # fmt: skip
 
 FLEET: tuple[Setting, ...] = _bound(model.FleetSettings, (

@@ -37,6 +37,7 @@ from mastercontrol.store.queries import Store
 log = logging.getLogger("mastercontrol.loop")
 
 HOUSEKEEPING_INTERVAL = 30.0  # reap check, IPC idle expiry, history pruning
+PRUNE_CATCH_UP = 1.0  # next housekeeping while history pruning is behind (one chunk per pass)
 
 
 class MasterLoop:
@@ -108,9 +109,12 @@ class MasterLoop:
             log.error("config: %s", problem)
         with self.supervisor.store.batch():
             self.supervisor.boot(dict(configs.workloads))
+            behind = self._prune_history()
         self.monitor.note_configs()
         now = self.clock.monotonic()
-        self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
+        self.timers.schedule(
+            ("housekeeping", ""), now + (PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL)
+        )
         self.timers.schedule(("sample", ""), now + min(1.0, self.monitor.interval))
         interval = self.notifier.watchdog_interval()
         if interval:
@@ -247,7 +251,10 @@ class MasterLoop:
             self.control.expire(now)
             if self.notifier.enabled:
                 self.notifier.status(self.status_line())  # `systemctl status` stays current
-            self.timers.schedule(("housekeeping", ""), now + HOUSEKEEPING_INTERVAL)
+            behind = self._prune_history()
+            self.timers.schedule(
+                ("housekeeping", ""), now + (PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL)
+            )
         elif kind == "watchdog":
             self.notifier.watchdog()
             interval = self.notifier.watchdog_interval()
@@ -265,6 +272,20 @@ class MasterLoop:
             self.done = True
         else:
             self.supervisor.on_timer(key)
+
+    def _prune_history(self) -> bool:
+        """One bounded chunk of history pruning (daemon.history_*); True while more is due."""
+        d = self.daemon_config.daemon
+        try:
+            pruned = self.supervisor.store.prune(
+                self.clock.wall(), d.history_days * 86400.0, d.history_max_runs
+            )
+        except StoreError as exc:
+            log.warning("pruning the run history failed, trying again later: %s", exc)
+            return False
+        if pruned.runs or pruned.events:
+            log.debug("pruned %d runs and %d events", pruned.runs, pruned.events)
+        return pruned.more
 
     # ------------------------------------------------------------------ operations
 

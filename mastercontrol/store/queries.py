@@ -1,14 +1,15 @@
 """Store: every question and command the daemon puts to the state database, one method each.
 
-All SQL is parameterised and lives here; rows leave as frozen dataclasses. Every statement goes
+All SQL is parameterised and lives here (history pruning's in prune.py); rows leave as frozen
+dataclasses. Every statement goes
 through `store/db.py`'s `Database` (writes in `write()`, reads through `read()`), so this module
 issues no BEGIN/COMMIT of its own and sqlite3 errors leave every method as StoreError. A write
 on its own commits by itself; inside the loop's per-wake batch it joins that (one fsync per
 wake). `begin_run` must be durable before the fork: in a batch it checkpoints it, and it
 refuses to run inside any other open transaction. Only the daemon (single-threaded) writes.
-Sits above db.py; imports only the standard library, `mastercontrol.errors` and
-`mastercontrol.store.db`; never open.py (which imports this), the engine (states are plain
-strings here, ProcState values fit), daemon or API.
+Sits above db.py and prune.py; imports only the standard library, `mastercontrol.errors` and
+those two; never open.py (which imports this), the engine (states are plain strings here,
+ProcState values fit), daemon or API.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from mastercontrol.errors import StoreError
 from mastercontrol.store.db import Database
+from mastercontrol.store.prune import CHUNK, Pruned, Pruner
 
 DAEMON_LOST = "daemon_lost"
 TICK_SKIPPED = "tick_skipped"
@@ -82,6 +84,7 @@ class Store:
         self._conn = db.conn  # for statements; transactions belong to self._db
         # Only for updated_at of writes whose caller passes no time (display only).
         self._wall_clock = wall_clock
+        self._pruner = Pruner(db)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -303,26 +306,10 @@ class Store:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def prune(self, keep_per_workload: int = 1000) -> int:
-        """Keep the newest `keep_per_workload` events and runs of each workload (history of
-        forgotten workloads included); never deletes a run that has not ended. Returns the
-        number of rows deleted."""
-        if keep_per_workload < 0:
-            raise ValueError("keep_per_workload must be >= 0")
-        deleted = 0
-        with self.transaction():
-            for table, extra in (("events", ""), ("runs", " AND ended_at IS NOT NULL")):
-                for (workload,) in self._rows(f"SELECT DISTINCT workload FROM {table}"):
-                    # Everything at or below the id of the (keep+1)-th newest row goes; the
-                    # subquery is NULL (nothing deleted) when there are not that many rows.
-                    cur = self._conn.execute(
-                        f"DELETE FROM {table} WHERE workload = ? AND id <= "
-                        f"(SELECT id FROM {table} WHERE workload = ? "
-                        f"ORDER BY id DESC LIMIT 1 OFFSET ?){extra}",
-                        (workload, workload, keep_per_workload),
-                    )
-                    deleted += cur.rowcount
-        return deleted
+    def prune(self, now: float, max_age: float, max_runs: int, limit: int = CHUNK) -> Pruned:
+        """Trim run and event history to the retention settings, a bounded chunk per call
+        (`store/prune.py`); never a run still going, never the n_times counts."""
+        return self._pruner.prune(now, max_age, max_runs, limit)
 
     def close(self) -> None:
         self._db.close()

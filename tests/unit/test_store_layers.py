@@ -14,7 +14,8 @@ STORE = Path(mastercontrol.store.__file__).parent
 ALLOWED = {
     "db": set(),
     "migrations": {"db"},
-    "queries": {"db"},
+    "prune": {"db"},
+    "queries": {"db", "prune"},
     "open": {"db", "migrations", "queries"},
 }
 
