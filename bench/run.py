@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and the workloads importable
     sys.path.insert(0, str(ROOT))
 
-from bench import procs, report  # noqa: E402
+from bench import history_growth, procs, report  # noqa: E402
 from bench.drivers import (  # noqa: E402
     MC_BIN,
     SV_VENV,
@@ -36,7 +36,7 @@ from bench.drivers import (  # noqa: E402
 )
 from bench.scenarios import BenchError, Results, Sizes, churn, fleet  # noqa: E402
 
-SCENARIOS = ("spawn", "idle", "restart", "churn", "stop", "ctl")
+SCENARIOS = ("spawn", "idle", "restart", "churn", "stop", "ctl", "history")
 FLEET_MEASURES = {"idle", "restart", "stop", "ctl"}
 
 
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         command = f"make bench  (= {command})"
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if selected == {"history"}:  # Master Control's store alone: no supervisord needed
+        return history_growth.main(["--seconds", "600"] if args.quick else [])
     sv_version = ensure_supervisor()
     facts = report.machine_facts(MC_BIN / "python", SV_VENV / "bin" / "python")
     facts["supervisor"] = sv_version
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     facts["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     facts["bench wall time"] = f"{time.monotonic() - t0:.0f} s"
 
+    if "history" in selected:
+        _log("history: state database growth under a * * * * * * agent ...")
+        history_growth.main(["--seconds", "600"] if args.quick else [])
     mc, sv = bench.results["mc"], bench.results["sv"]
     rows = [r for r in report.rows(sizes) if r.scenario in selected or r.key.startswith("spawn")]
     body = report.table(rows, mc, sv)
