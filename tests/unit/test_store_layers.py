@@ -4,6 +4,7 @@ and no function-level import anywhere in the package to hide a circle."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import mastercontrol.store
@@ -71,3 +72,32 @@ def test_the_layer_check_sees_a_wrong_arrow() -> None:
     assert _store_imports(tree) - ALLOWED["db"] == {"queries"}
     nested = ast.parse("def f():\n    from mastercontrol.store.db import transaction\n")
     assert _nested_imports(nested) == [2]
+
+
+# Statements are written in capitals in this code base; "release" in prose is not one.
+_TRANSACTION_SQL = re.compile(
+    r"""["'](BEGIN|COMMIT|ROLLBACK)(?=[\s"'])|["'](SAVEPOINT|RELEASE)\s|wal_checkpoint|"""
+    r"""\.(commit|rollback)\(\)"""
+)
+PACKAGE = STORE.parent
+
+
+def _transaction_statements(text: str) -> list[str]:
+    return [m.group(0) for m in _TRANSACTION_SQL.finditer(text)]
+
+
+def test_every_transaction_statement_of_the_package_is_in_store_db() -> None:
+    found = {
+        str(path.relative_to(PACKAGE)): hits
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != STORE / "db.py" and (hits := _transaction_statements(path.read_text()))
+    }
+    assert found == {}
+    assert _transaction_statements((STORE / "db.py").read_text())  # the check sees them
+
+
+def test_the_transaction_check_sees_a_hand_written_commit() -> None:
+    assert _transaction_statements('conn.execute("COMMIT")\nconn.commit()\n') == [
+        '"COMMIT',
+        ".commit()",
+    ]
