@@ -1,5 +1,6 @@
 """mastercontrol-ctl: argparse subcommands -> IPC calls -> output and exit codes.
 
+The parser is in mastercontrol.ctl.parser, selection and `--wait` in mastercontrol.ctl.targets.
 Exit codes (supervisorctl/LSB): 0 ok, 1 failure, 2 usage error, 3 `status` of a workload that is
 not running, 4 unknown workload, 7 daemon not reachable, 130 interrupted. `validate` and `run`
 work without a daemon. Imports the stdlib and the package's own modules only.
@@ -17,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mastercontrol import __version__
-from mastercontrol.config.paths import Paths, add_path_options, paths_from_args
-from mastercontrol.ctl import follow, render, systemd_unit
+from mastercontrol.config.paths import Paths, paths_from_args
+from mastercontrol.ctl import follow, render, systemd_unit, targets
+from mastercontrol.ctl.parser import build_parser as build_parser  # the man page tests use it
 from mastercontrol.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -35,65 +36,6 @@ from mastercontrol.ipc.protocol import ErrorCode
 
 # `status` exits 0 for these: the workload is doing what it should (an agent between ticks too).
 LIVE_STATES = frozenset({"RUNNING", "STARTING", "SCHEDULED"})
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mastercontrol-ctl",
-        description="Control the Master Control daemon and its workloads.",
-        epilog="Environment: MCTL_CONFIG_DIR, MCTL_DB_PATH, MCTL_SOCKET_PATH, MCTL_LOG_DIR. "
-        "Exit codes: 0 ok, 1 failure, 2 usage, 3 not running, 4 unknown workload, "
-        "7 daemon not reachable, 130 interrupted.",
-    )
-    add_path_options(parser)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    up = sub.add_parser("up", help="run the daemon (foreground unless --detach)")
-    up.add_argument("--detach", "-d", action="store_true", help="run it in the background")
-    sub.add_parser("down", help="stop every workload and the daemon")
-    lst = sub.add_parser("list", help="every workload and its state")
-    lst.add_argument("--json", action="store_true", help="machine-readable output")
-    lst.add_argument("--tag", help="only workloads with this tag")
-    lst.add_argument("--names", action="store_true", help="names only, one per line")
-    for name, text in (
-        ("start", "start a workload (an agent runs now and keeps its schedule)"),
-        ("stop", "stop a workload (remembered across daemon restarts)"),
-        ("restart", "stop, then start a workload"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("names", nargs="+", metavar="NAME")
-    st = sub.add_parser("status", help="details of one workload (exit 3 if not running)")
-    st.add_argument("name", metavar="NAME")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    lg = sub.add_parser("logs", help="show a workload's log")
-    lg.add_argument("name", metavar="NAME")
-    lg.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
-    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    sub.add_parser("validate", help="check every config file; exit 1 on any problem")
-    rn = sub.add_parser("run", help="run a workload once in the foreground (no daemon needed)")
-    rn.add_argument("name", metavar="NAME")
-    rl = sub.add_parser("reload", help="apply config changes (only what differs restarts)")
-    rl.add_argument("--dry-run", action="store_true", help="show what would change")
-    su = sub.add_parser(
-        "systemd-unit",
-        help="print (or --install) the systemd unit with this installation's program paths",
-    )
-    su.add_argument(
-        "--install",
-        nargs="?",
-        const=str(systemd_unit.DEFAULT_UNIT_DIR),
-        metavar="DIR",
-        help=f"write the unit into DIR (default {systemd_unit.DEFAULT_UNIT_DIR})",
-    )
-    su.add_argument(
-        "--no-hardening", action="store_true", help="with --install: skip the hardening drop-in"
-    )
-    tp = sub.add_parser("top", help="live table of workloads with CPU and memory")
-    tp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
-    tp.add_argument("--iterations", type=int, default=0, help="stop after N refreshes (0: never)")
-    return parser
 
 
 class Ctl:
@@ -189,9 +131,25 @@ class Ctl:
                 self.out(f"\n{len(problems)} config problem(s); see 'mastercontrol-ctl validate'")
         return EXIT_OK
 
-    def _each(self, verb: Callable[[str], dict[str, Any]], names: list[str]) -> int:
+    def _each(self, args: argparse.Namespace, verb: Callable[[str], dict[str, Any]]) -> int:
+        if not args.names and not args.tag:
+            self.err(f"{args.command}: name at least one workload, '{targets.ALL}', or --tag TAG")
+            return EXIT_USAGE
+        # Every name is checked before anything changes: an unknown one stops nothing.
+        chosen = targets.select(args.names, args.tag, self._views())
+        if not chosen.ok:
+            for name in chosen.unknown:
+                self.err(f"no such workload: {name}")
+            for tag in chosen.empty_tags:
+                self.err(f"no workload has tag {tag!r}")
+            self.err("nothing changed")
+            return EXIT_UNKNOWN_WORKLOAD
+        if not chosen.names:
+            self.out("no workloads")
+            return EXIT_OK
         worst = EXIT_OK
-        for name in names:
+        acted: list[str] = []
+        for name in chosen.names:
             try:
                 result = verb(name)
             except IPCError as exc:
@@ -203,19 +161,40 @@ class Ctl:
                 )
                 worst = max(worst, code)
                 continue
+            acted.append(name)
             extra = f" ({result['message']})" if result.get("message") else ""
             pid = f" pid {result['pid']}" if result.get("pid") else ""
             self.out(f"{name}: {result['state']}{pid}{extra}")
+        if args.wait and acted:
+            worst = max(worst, self._wait(args.command != "stop", acted, args.timeout))
         return worst
 
+    def _views(self) -> dict[str, dict[str, Any]]:
+        return {w["name"]: w for w in self.client.workloads()["workloads"]}
+
+    def _wait(self, up: bool, names: list[str], timeout: float) -> int:
+        waited = targets.wait(up, names, self._views, timeout)
+        for name in waited.failed:
+            self.err(f"{name}: did not come up ({waited.states[name]})")
+        if waited.pending:
+            late = ", ".join(f"{n} ({waited.states[n]})" for n in waited.pending)
+            self.err(
+                f"timed out after {timeout:g}s waiting for {'up' if up else 'stopped'}: {late}"
+            )
+        if not waited.ok:
+            return EXIT_FAILURE
+        for name in names:
+            self.out(f"{name}: {waited.states[name]}")
+        return EXIT_OK
+
     def cmd_start(self, args: argparse.Namespace) -> int:
-        return self._each(self.client.start, args.names)
+        return self._each(args, self.client.start)
 
     def cmd_stop(self, args: argparse.Namespace) -> int:
-        return self._each(self.client.stop, args.names)
+        return self._each(args, self.client.stop)
 
     def cmd_restart(self, args: argparse.Namespace) -> int:
-        return self._each(self.client.restart, args.names)
+        return self._each(args, self.client.restart)
 
     def cmd_status(self, args: argparse.Namespace) -> int:
         result = self.client.status(args.name)
@@ -226,9 +205,6 @@ class Ctl:
         return EXIT_OK if result["state"] in LIVE_STATES else EXIT_NOT_RUNNING
 
     def cmd_logs(self, args: argparse.Namespace) -> int:
-        if args.lines < 0:
-            self.err("-n must be 0 or more")
-            return EXIT_USAGE
         try:
             result = self.client.logs(args.name, lines=min(args.lines, 10000))
             path = Path(result["path"])
@@ -238,8 +214,10 @@ class Ctl:
             from mastercontrol.logfile import read_tail
 
             path = self.paths.log_dir / f"{args.name}.log"
-            if not path.exists():
-                self.err(f"no log for {args.name} in {self.paths.log_dir}")
+            if not path.exists() and not self._configured(args.name):
+                self.err(
+                    f"no such workload: {args.name} (no config for it in {self.paths.config_dir})"
+                )
                 return EXIT_UNKNOWN_WORKLOAD
             try:
                 lines = read_tail(path, args.lines)
@@ -251,6 +229,14 @@ class Ctl:
         if args.follow:
             follow.follow(path, self.out)
         return EXIT_OK
+
+    def _configured(self, name: str) -> bool:
+        """Whether the config dir has a file for `name` (a file with problems counts too)."""
+        from mastercontrol.config.load import load_config_dir
+
+        if any((self.paths.config_dir / f"{name}{ext}").is_file() for ext in (".yaml", ".yml")):
+            return True
+        return name in load_config_dir(self.paths.config_dir).workloads
 
     def cmd_reload(self, args: argparse.Namespace) -> int:
         try:
@@ -307,7 +293,7 @@ class Ctl:
             count += 1
             if args.iterations and count >= args.iterations:
                 return EXIT_OK
-            time.sleep(max(0.2, args.interval))
+            time.sleep(args.interval)
 
     # ------------------------------------------------------------------ offline
 
