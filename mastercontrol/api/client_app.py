@@ -111,6 +111,26 @@ def config_push(body: Any) -> tuple[dict[str, str], bool]:
     return files, replace
 
 
+class KnownQuery:
+    """Bottle plugin: a query parameter the route does not take is a 400, not silently ignored
+    (a typo such as `?dryrun=1` must not reload for real). Routes name theirs: `query=(...)`."""
+
+    name = "known_query"
+    api = 2
+
+    def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
+        allowed = frozenset(route.config.get("query", ()))
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            unknown = sorted(set(bottle.request.query.keys()) - allowed)
+            if unknown:
+                shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+                raise APIError(400, "bad_request", f"unknown query parameter(s): {shown}")
+            return callback(*args, **kwargs)
+
+        return wrapper
+
+
 def create_client_app(
     master: MasterClient,
     token: str | None,
@@ -122,6 +142,7 @@ def create_client_app(
     app = bottle.Bottle()
     app.config["catchall"] = True  # an uncaught bug is a JSON 500, its traceback in the log
     install_json_errors(app)
+    app.install(KnownQuery())
     check = TokenCheck(token)
     disks = dict(disk_paths or {})
 
@@ -164,7 +185,7 @@ def create_client_app(
             "system": system_metrics(disks),
         }
 
-    @app.get(f"{PREFIX}/workloads")  # type: ignore[untyped-decorator]
+    @app.get(f"{PREFIX}/workloads", query=("tag",))  # type: ignore[untyped-decorator]
     def workloads() -> dict[str, Any]:
         tag = bottle.request.query.get("tag") or None
         return ask(master.workloads, tag=tag, metrics=True)
@@ -179,7 +200,7 @@ def create_client_app(
         call = {"start": master.start, "stop": master.stop, "restart": master.restart}[action]
         return ask(call, name)
 
-    @app.get(f"{PREFIX}/workloads/<name>/logs")  # type: ignore[untyped-decorator]
+    @app.get(f"{PREFIX}/workloads/<name>/logs", query=("lines",))  # type: ignore[untyped-decorator]
     def logs(name: str) -> dict[str, Any]:
         name = workload_name(name)
         lines = query_int("lines", 50, 0, MAX_LOG_LINES)
@@ -194,7 +215,7 @@ def create_client_app(
     def rollback() -> dict[str, Any]:
         return ask(getattr(master, "rollback_config"))  # noqa: B009
 
-    @app.post(f"{PREFIX}/reload")  # type: ignore[untyped-decorator]
+    @app.post(f"{PREFIX}/reload", query=("dry_run",))  # type: ignore[untyped-decorator]
     def reload() -> dict[str, Any]:
         return ask(master.reload, dry_run=query_bool("dry_run"))
 
