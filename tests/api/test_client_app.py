@@ -135,6 +135,14 @@ def test_reload_and_its_dry_run(live: Live) -> None:
     assert (bad.status, bad.error_code) == (400, "bad_request")
 
 
+def test_an_unknown_query_parameter_is_400_and_does_nothing(live: Live) -> None:
+    live.daemon.workload("extra", "sleep_forever")
+    reply = call(live.app, "POST", "/api/v1/reload?dryrun=1", token=TOKEN)  # typo of dry_run
+    assert (reply.status, reply.error_code) == (400, "bad_request")
+    assert "dryrun" in reply.json()["error"]["message"]
+    assert "extra" not in live.daemon.workloads()
+
+
 def test_an_invalid_config_on_reload_is_422_with_file_and_line(live: Live) -> None:
     live.daemon.write("broken.yaml", "name: broken\ntype: service\nmodule: x\nbogus: 1\n")
     reply = call(live.app, "POST", "/api/v1/reload", token=TOKEN)
