@@ -45,9 +45,12 @@ def main(
     daemon_yaml = Path(config_dir) / "daemon.yaml"
     cfg, problems = load_daemon_config(daemon_yaml)
     if problems:
-        for problem in problems:
-            log.error("%s", problem)
-        log.error("not starting: %s has problems (see above)", daemon_yaml)
+        # Only the count: a problem line may quote a value, and that value may be the token.
+        log.error(
+            "not starting: %s has %d problem(s); `mastercontrol-ctl validate` lists them",
+            daemon_yaml,
+            len(problems),
+        )
         return EX_CONFIG
     fleet = cfg.fleet
     try:

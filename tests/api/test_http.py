@@ -118,8 +118,22 @@ def test_a_non_loopback_address_without_a_token_is_refused(daemon: Daemon, enabl
     write_daemon_yaml(daemon, fleet)
     code, err = run_service(daemon)
     assert code == EX_CONFIG
-    assert "0.0.0.0" in err and "api_token" in err
+    if enabled:
+        assert "daemon.yaml has 1 problem(s)" in err and "validate" in err
+        validate = daemon.ctl("validate", check=False)
+        assert validate.returncode != 0
+        assert "daemon.yaml:3: fleet.api_token" in validate.stdout + validate.stderr
+    else:
+        assert "0.0.0.0" in err and "api_token" in err
     assert "Traceback" not in err
+
+
+def test_problems_in_daemon_yaml_are_counted_not_quoted(daemon: Daemon) -> None:
+    # A problem line may quote a value; with a bad token value that would print the secret.
+    daemon.write("daemon.yaml", f"fleet:\n  api_token: {TOKEN}\n  api_port: nope\n")
+    code, err = run_service(daemon)
+    assert code == EX_CONFIG and "1 problem(s)" in err
+    assert TOKEN not in err
 
 
 def test_a_world_readable_token_file_is_refused(daemon: Daemon) -> None:
