@@ -209,11 +209,11 @@ def create_client_app(
     @app.put(f"{PREFIX}/config")  # type: ignore[untyped-decorator]
     def put_config() -> dict[str, Any]:
         files, replace = config_push(read_json(bottle.request))
-        return ask(getattr(master, "put_config"), files, replace=replace)  # noqa: B009
+        return ask(master.put_config, files, replace=replace)
 
     @app.post(f"{PREFIX}/config/rollback")  # type: ignore[untyped-decorator]
     def rollback() -> dict[str, Any]:
-        return ask(getattr(master, "rollback_config"))  # noqa: B009
+        return ask(master.rollback_config)
 
     @app.post(f"{PREFIX}/reload", query=("dry_run",))  # type: ignore[untyped-decorator]
     def reload() -> dict[str, Any]:

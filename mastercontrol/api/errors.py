@@ -35,6 +35,7 @@ _IPC_STATUS: dict[str, int] = {
     "too_large": 413,
     "invalid_config": 422,
     "disabled": 409,
+    "no_previous_config": 409,
     "shutting_down": 503,
     "busy": 503,
 }
