@@ -36,7 +36,7 @@ _NAME_RE = re.compile(r"@?[A-Za-z0-9_.-]{1,128}")
 # A workload file of a config push: a plain YAML file name, no directory, not hidden.
 _FILE_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}\.ya?ml")
 RESERVED_FILES = frozenset({"daemon.yaml", "daemon.yml", "inventory.yaml", "inventory.yml"})
-_TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
+_TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
 
 T = TypeVar("T")
 
@@ -76,7 +76,10 @@ def query_int(name: str, default: int, lo: int, hi: int) -> int:
 
 
 def query_bool(name: str) -> bool:
-    raw = (bottle.request.query.get(name) or "").lower()
+    raw = bottle.request.query.get(name)
+    if raw is None:
+        return False
+    raw = raw.lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
