@@ -52,8 +52,13 @@ _WILDCARDS = frozenset(("0.0.0.0", "::", ""))
 log = logging.getLogger("mastercontrol.heartbeat")
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM/SIGINT handler, from wherever the service is (sleep or request)."""
+class _Stop(BaseException):
+    """Raised by the SIGTERM/SIGINT handler, from wherever the service is (sleep or request).
+
+    A BaseException, like SystemExit: code that turns failures into "not available" catches
+    Exception (sysmetrics' per-figure guard, logging's emit) and must not swallow a stop, after
+    which further SIGTERMs are ignored and the service would never end.
+    """
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
