@@ -37,7 +37,7 @@ from typing import Any
 
 from mastercontrol import __version__
 from mastercontrol.config.load import load_daemon_config
-from mastercontrol.config.model import FleetSettings
+from mastercontrol.config.secrets import resolve_token
 from mastercontrol.errors import EX_CONFIG, IPCError, MasterControlError
 from mastercontrol.fleet.heartbeat import HeartbeatPolicy, build_payload, heartbeat_url
 from mastercontrol.fleet.release import current_release
@@ -47,7 +47,6 @@ from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
 HTTP_TIMEOUT = 5.0  # seconds per POST, at most; shorter for shorter intervals
 IPC_TIMEOUT = 5.0
 MAX_REPLY_BYTES = 64 * 1024  # the central's answer is read (to reuse nothing) and dropped
-_WILDCARDS = frozenset(("0.0.0.0", "::", ""))
 
 log = logging.getLogger("mastercontrol.heartbeat")
 
@@ -90,26 +89,6 @@ def _opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(_NoRedirects())
 
 
-def _default_api_url(fleet: FleetSettings) -> str:
-    host = fleet.api_host
-    if host in _WILDCARDS:  # listening everywhere: the central reaches us by name
-        host = socket.gethostname()
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{fleet.api_port}"
-
-
-def _resolve_token(fleet: FleetSettings) -> str | None:
-    """fleet.api_token, or the contents of fleet.api_token_file (config.secrets decides)."""
-    token_file = getattr(fleet, "api_token_file", None)
-    try:
-        from mastercontrol.config import secrets  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # until config/secrets.py lands: the inline token only
-        return fleet.api_token
-    resolved: str | None = secrets.resolve_token(fleet.api_token, token_file)
-    return resolved
-
-
 def load_settings(config_dir: Path) -> Settings:
     """Settings from daemon.yaml; MasterControlError with a clear message if unusable."""
     cfg, problems = load_daemon_config(config_dir / "daemon.yaml")
@@ -123,13 +102,13 @@ def load_settings(config_dir: Path) -> Settings:
     fleet = cfg.fleet
     if not fleet.central_api_url:
         raise MasterControlError("fleet.central_api_url is not set in daemon.yaml")
-    api_url = getattr(fleet, "api_url", None) or _default_api_url(fleet)
     return Settings(
         client_name=fleet.client_name or socket.gethostname(),
         url=heartbeat_url(fleet.central_api_url),
         interval=float(fleet.heartbeat_interval_seconds),
-        token=_resolve_token(fleet),
-        api_url=api_url,
+        # SecretError (a MasterControlError) for an unusable token file; never quotes a token.
+        token=resolve_token(fleet.api_token, fleet.api_token_file),
+        api_url=fleet.api_url,
     )
 
 

@@ -331,3 +331,39 @@ def test_an_unusable_config_is_a_clear_error_without_the_token(
     assert code == 78  # EX_CONFIG
     log = sender.log()
     assert message in log and "Traceback" not in log and TOKEN not in log
+
+
+def test_the_token_can_come_from_a_private_token_file(tmp_path: Path, central: Central) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"  {TOKEN}-from-file\n")
+    token_file.chmod(0o600)
+    config_dir = tmp_path / "conf"
+    write_daemon_yaml(config_dir, central.url, api_token=None, api_token_file=str(token_file))
+    sender = Sender(tmp_path, config_dir, tmp_path / "no-daemon.sock", tmp_path)
+    try:
+        (record,) = central.wait_count(1)[:1]
+    finally:
+        sender.stop()
+        sender.cleanup()
+    assert record["headers"]["Authorization"] == f"Bearer {TOKEN}-from-file"
+    assert TOKEN not in sender.log()
+
+
+def test_a_world_readable_token_file_is_refused_with_a_clear_line(
+    tmp_path: Path, central: Central
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o644)
+    config_dir = tmp_path / "conf"
+    write_daemon_yaml(config_dir, central.url, api_token=None, api_token_file=str(token_file))
+    sender = Sender(tmp_path, config_dir, tmp_path / "no-daemon.sock", tmp_path)
+    try:
+        code = sender.proc.wait(30)
+    finally:
+        sender.cleanup()
+    log = sender.log()
+    assert code == 78
+    assert "readable by every user" in log and str(token_file) in log
+    assert TOKEN not in log and "Traceback" not in log
+    assert central.count() == 0
