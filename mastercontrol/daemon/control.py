@@ -6,7 +6,10 @@ its replies cannot block the loop or grow the master's memory. Each request line
 and handed to one `dispatch(cmd, args) -> result` callable (the master's narrow interface); the
 reply is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message"}}`.
 The wire format (framing, limits, error codes) is mastercontrol.ipc.protocol's, shared with
-every client. Imports only the standard library and mastercontrol.ipc.
+every client. An event source of the loop (`mastercontrol.daemon.events`): the listener and
+each connection are registrations, `on_ready` accepts, reads and writes; replies wait for
+`send_replies()`, which the loop calls after the wake's commit. Imports only the standard
+library, mastercontrol.ipc and `mastercontrol.daemon.events`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mastercontrol.daemon.events import READ, WRITE, Registration
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import MAX_REQUEST_BYTES, ErrorCode, decode_request, encode_reply
 
@@ -41,9 +45,13 @@ class Connection:
     outbuf: bytearray = field(default_factory=bytearray)
     closing: bool = False  # close once outbuf is sent
 
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()  # -1 once closed: then no longer the owner of any fd
+
 
 class ControlServer:
-    """Listening socket plus connections; the loop selects on `read_fds()`/`write_fds()`."""
+    """Listening socket plus connections; an event source of the loop."""
 
     def __init__(self, path: Path, dispatch: Dispatch, group: str | None = None) -> None:
         self.path = path
@@ -67,14 +75,25 @@ class ControlServer:
             os.chmod(path, 0o600)
         self.listener.listen(32)
 
-    def fileno(self) -> int:
-        return self.listener.fileno()
+    def registrations(self) -> dict[int, Registration]:
+        """The listener; each connection that may still send (read) or has replies (write)."""
+        regs = {self.listener.fileno(): Registration(self.listener, READ)}
+        for fd, conn in self.conns.items():
+            if not conn.closing or conn.outbuf:
+                regs[fd] = Registration(conn, READ | (WRITE if conn.outbuf else 0))
+        return regs
 
-    def read_fds(self) -> list[int]:
-        return [self.listener.fileno(), *(fd for fd, c in self.conns.items() if not c.closing)]
-
-    def write_fds(self) -> list[int]:
-        return [fd for fd, c in self.conns.items() if c.outbuf]
+    def on_ready(self, owner: object, events: int, now: float) -> None:
+        if owner is self.listener:
+            self.accept(now)
+            return
+        if not isinstance(owner, Connection) or self.conns.get(owner.fd) is not owner:
+            return  # closed earlier in this wake
+        fd = owner.fd
+        if events & READ:
+            self.on_readable(fd, now)
+        if events & WRITE:
+            self.on_writable(fd)
 
     def own_fds(self) -> list[int]:
         """Every fd this server holds (children close them)."""

@@ -1,11 +1,12 @@
-"""Workload lifecycle: every workload's state, child, timers and history, event by event.
+"""Workload lifecycle: every workload's state, child and timers, event by event.
 
 `Lifecycle` decides what happens on each event — a timer, a cron tick, a child's exit, a stop —
-applies the transition through `next_state`, records it in the store and only then acts (spawn,
-signal). It never selects, sleeps or reads sockets: the loop (`mastercontrol.daemon.loop`)
-does, and the spawner, signal sender and clock are injected so scripted histories can drive it
-in tests. The operator-facing commands are `mastercontrol.daemon.supervisor.Supervisor`.
-Imports the stdlib and the package's own modules only.
+applies the transition through `History.transition` (which records it) and only then acts
+(spawn, signal). It never selects, sleeps or reads sockets: the loop
+(`mastercontrol.daemon.loop`) does, and the spawner, signal sender and clock are injected so
+scripted histories can drive it in tests. Its public methods are the verbs the Supervisor
+(operator commands, reload) and the loop (boot, reap, timers, shutdown) use; cron ticks are
+`mastercontrol.daemon.ticks`. Imports the stdlib and the package's own modules only.
 """
 
 from __future__ import annotations
@@ -15,31 +16,39 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, assert_never
 
 from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig
+from mastercontrol.daemon.history import History
 from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.ticks import Ticks
-from mastercontrol.daemon.workload import Workload
+from mastercontrol.daemon.workload import AfterStop, Workload
 from mastercontrol.engine.backoff import Backoff
 from mastercontrol.engine.clock import Clock
-from mastercontrol.engine.exitstatus import decode
-from mastercontrol.engine.states import ProcState, Trigger, next_state
-from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.engine.exitstatus import ExitReason, decode
+from mastercontrol.engine.states import ProcState, Trigger
+from mastercontrol.engine.timers import (
+    RUN_TIMERS,
+    WORKLOAD_TIMERS,
+    TimerHandler,
+    TimerHeap,
+    TimerKey,
+    TimerKind,
+)
 from mastercontrol.errors import StoreError
 from mastercontrol.store.queries import Store
 
-log = logging.getLogger("mastercontrol.supervisor")
-_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 S = ProcState
 T = Trigger
+K = TimerKind
+R = ExitReason
 
 
 class Child(Protocol):
-    """What the supervisor needs of a spawned child (SpawnedChild, or a fake in tests)."""
+    """What the lifecycle needs of a spawned child (SpawnedChild, or a fake in tests)."""
 
     @property
     def pid(self) -> int: ...
@@ -75,15 +84,23 @@ def _group_exists(pgid: int) -> bool:
     return True
 
 
+def _merge_after_stop(pending: AfterStop | None, new: AfterStop) -> AfterStop:
+    """A second stop while one is in progress: a reload's decision (remove, replace) stands
+    against a plain stop; otherwise the newer wish wins (a stop after a restart stays stopped)."""
+    if new is AfterStop.STAY and pending in (AfterStop.REMOVE, AfterStop.REPLACE):
+        return pending
+    return new
+
+
 class Lifecycle:
-    """Owns every Workload. The loop calls: boot, reap, reap_all, on_timer."""
+    """Owns every Workload; see the module docstring for who calls what."""
 
     def __init__(
         self,
         store: Store,
         clock: Clock,
-        timers: TimerHeap[tuple[str, str]],
-        log_dir: Path,
+        timers: TimerHeap[TimerKey],
+        outputs: Outputs,
         spawner: Spawner,
         send_signal: SignalSender = killpg,
         master_fds: Callable[[], Iterable[int]] = lambda: (),
@@ -91,23 +108,31 @@ class Lifecycle:
         self.store = store
         self.clock = clock
         self.timers = timers
-        self.log_dir = log_dir
+        self.outputs = outputs
         self.spawner = spawner
         self.send_signal = send_signal
         self.master_fds = master_fds
+        self.history = History(store, clock)
         self.workloads: dict[str, Workload] = {}
-        self.outputs = Outputs(log_dir)
-        self.ticks = Ticks(store, clock, timers, self._save, self._launch)
+        self.ticks = Ticks(store, clock, timers, self.history, self.launch)
         self.shutting_down = False
-        self.store_errors = 0
-        self._store_warned = -1e9
+
+    def timer_handlers(self) -> dict[TimerKind, TimerHandler]:
+        """The per-workload timer kinds and their handlers, for the loop's one TimerTable."""
+        return {
+            K.TICK: self._on_tick,
+            K.UP: self._on_up,
+            K.RETRY: self._on_retry,
+            K.TIMEOUT: self._on_timeout,
+            K.KILL: self._on_kill,
+        }
 
     # ------------------------------------------------------------------ boot and config
 
     def boot(self, configs: dict[str, WorkloadConfig]) -> None:
         """Take over after a (re)start: close runs a dead daemon left open, start everything."""
         now = self.clock.wall()
-        for name, run_id, pid in self._save(self.store.close_orphan_runs, now) or []:
+        for name, run_id, pid in self.history.save(self.store.close_orphan_runs, now) or []:
             log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
             if pid is not None:
                 # Its leader died with the old master (PDEATHSIG); its process group may
@@ -116,12 +141,12 @@ class Lifecycle:
         rows = self.store.workload_rows()
         for name in sorted(rows):
             if name not in configs:
-                self._save(self.store.forget_workload, name)
+                self.history.save(self.store.forget_workload, name)
         stopped = self.store.operator_stopped_names()
         for name in sorted(configs):
-            self._add(configs[name], stopped)
+            self.add(configs[name], stopped)
 
-    def _add(self, cfg: WorkloadConfig, stopped: set[str] | None = None) -> Workload:
+    def add(self, cfg: WorkloadConfig, stopped: set[str] | None = None) -> Workload:
         """Take on a workload, with what the store remembers of it (run count, operator stop)."""
         if stopped is None:
             stopped = self.store.operator_stopped_names()
@@ -130,71 +155,34 @@ class Lifecycle:
         self.outputs.add_workload(cfg.name, cfg.log_max_bytes, cfg.log_backups)
         w.runs = self.store.runs_started(cfg.name)
         w.operator_stopped = cfg.name in stopped
-        self._save(
+        self.history.save(
             self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
         )
-        self._activate(w, catch_up=True)
+        self.activate(w, catch_up=True)
         return w
 
-    def _activate(self, w: Workload, catch_up: bool = False) -> None:
+    def activate(self, w: Workload, catch_up: bool = False) -> None:
         """Put an idle workload on its run mode's track (boot, reload, operator start of agents)."""
         cfg = w.cfg
         if not cfg.enabled or w.operator_stopped or self.shutting_down:
             return
         if cfg.run_mode is not RunMode.SCHEDULE:
-            self._launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
+            self.launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
         else:
             self.ticks.arm(w, catch_up=catch_up)
             if w.state is not S.STARTING and w.state is not S.RUNNING:
-                self._transition(w, T.WAIT_TICK, "waiting for the next tick")
-
-    # ------------------------------------------------------------------ the store
-
-    def _save(self, write: Callable[..., _T], *args: Any) -> _T | None:
-        """Run one store write; a failing database (full disk, I/O error) is logged, counted
-        and survived: supervision goes on with history incomplete rather than stopping."""
-        try:
-            return write(*args)
-        except StoreError as exc:
-            self.store_errors += 1
-            now = self.clock.monotonic()
-            if now - self._store_warned >= 60:
-                self._store_warned = now
-                log.error(
-                    "state database write failed (%d so far), supervision continues: %s",
-                    self.store_errors,
-                    exc,
-                )
-            return None
-
-    # ------------------------------------------------------------------ transitions
-
-    def _transition(self, w: Workload, trigger: Trigger, detail: str | None = None) -> None:
-        old = w.state
-        new = next_state(old, trigger)
-        self._save(
-            self.store.record_transition,
-            w.name,
-            old,
-            new,
-            trigger,
-            self.clock.wall(),
-            detail,
-            w.pid,
-        )
-        w.state = new
-        log.debug("%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" if detail else "")
+                self.history.transition(w, T.WAIT_TICK, "waiting for the next tick")
 
     # ------------------------------------------------------------------ spawning
 
-    def _launch(self, w: Workload, trigger: Trigger) -> None:
+    def launch(self, w: Workload, trigger: Trigger) -> None:
         """Start one run: count it durably, then fork."""
         cfg = w.cfg
         if cfg.run_mode is RunMode.N_TIMES and w.runs >= (cfg.max_runs or 0):
             if w.state is not S.COMPLETED:
-                self._transition(w, T.ALL_RUNS_DONE, f"{w.runs} of {cfg.max_runs} runs done")
+                self.history.transition(w, T.ALL_RUNS_DONE, f"{w.runs} of {cfg.max_runs} runs done")
             return
-        self._transition(w, trigger)  # -> STARTING
+        self.history.transition(w, trigger)  # -> STARTING
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
         w.stop_reason, w.run_id = None, None
         try:
@@ -205,26 +193,39 @@ class Lifecycle:
         except (OSError, StoreError) as exc:
             log.error("%s: cannot start a run: %s", w.name, exc)
             if w.run_id is not None:
-                self._save(
-                    self.store.end_run, w.run_id, now_wall, None, None, "spawn_failed", str(exc)
+                self.history.save(
+                    self.store.end_run, w.run_id, now_wall, None, None, R.SPAWN_FAILED, str(exc)
                 )
             w.run_id = None
-            self._transition(w, T.SPAWN_FAILED, str(exc))
+            self.history.transition(w, T.SPAWN_FAILED, str(exc))
             self._schedule_retry(w)
             return
         w.process, w.pid = child, child.pid
         w.started_mono, w.started_wall = now_mono, now_wall
-        self._save(self.store.set_run_pid, w.run_id, child.pid)
+        self.history.save(self.store.set_run_pid, w.run_id, child.pid)
         if child.log_fd is not None:
             self.outputs.attach(w.name, child.log_fd)
         if cfg.timeout:
-            self.timers.schedule(("timeout", w.name), now_mono + cfg.timeout)
+            self.timers.schedule(TimerKey(K.TIMEOUT, w.name), now_mono + cfg.timeout)
         if cfg.run_mode is RunMode.FOREVER and cfg.start_seconds > 0:
-            self.timers.schedule(("up", w.name), now_mono + cfg.start_seconds)
+            self.timers.schedule(TimerKey(K.UP, w.name), now_mono + cfg.start_seconds)
         else:
             # Run-to-completion workloads have no "quick failure": they are up at once.
-            self._transition(w, T.UP)  # STARTING -> RUNNING
+            self.history.transition(w, T.UP)  # STARTING -> RUNNING
         log.debug("%s: started pid %d (run %s)", w.name, child.pid, w.run_id)
+
+    def start_now(self, w: Workload) -> None:
+        """An operator's start of an idle workload: a fresh count of failures (and of runs, for
+        a COMPLETED script); an agent runs now and keeps its schedule."""
+        if w.state is S.COMPLETED:
+            self.history.save(self.store.reset_runs, w.name)  # a new batch of max_runs
+            w.runs = 0
+        w.failures = 0
+        self.timers.cancel(TimerKey(K.RETRY, w.name))
+        w.retry_wall = None
+        if w.cfg.run_mode is RunMode.SCHEDULE:
+            self.ticks.arm(w)  # start = run now, and keep the schedule going
+        self.launch(w, T.START)
 
     def _record_run_start(self, w: Workload, at: float) -> int | None:
         """The run's durable row. If the database cannot take it (disk full, I/O error), an
@@ -233,7 +234,7 @@ class Lifecycle:
         if w.cfg.run_mode is RunMode.N_TIMES:
             return self.store.begin_run(w.name, at)
         # Nothing is counted for the other modes: the row joins this wake's single commit.
-        return self._save(self.store.begin_run, w.name, at, False)
+        return self.history.save(self.store.begin_run, w.name, at, False)
 
     def _schedule_retry(self, w: Workload) -> None:
         """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
@@ -241,7 +242,7 @@ class Lifecycle:
         policy = Backoff.from_config(cfg)
         w.failures += 1
         if policy.exhausted(w.failures):
-            self._transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
+            self.history.transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
             w.failures = 0
             fatal_delay = policy.fatal_delay()
             if fatal_delay is None:  # stays FATAL until an operator starts it
@@ -251,47 +252,94 @@ class Lifecycle:
         else:
             delay = policy.delay(w.failures)
         w.retry_wall = self.clock.wall() + delay
-        self.timers.schedule(("retry", w.name), self.clock.monotonic() + delay)
+        self.timers.schedule(TimerKey(K.RETRY, w.name), self.clock.monotonic() + delay)
 
     # ------------------------------------------------------------------ timers
 
-    def on_timer(self, key: tuple[str, str]) -> None:
-        kind, name = key
+    def _on_tick(self, name: str) -> None:
         w = self.workloads.get(name)
-        if w is None:
-            return
-        if kind == "tick":
+        if w is not None:
             self.ticks.on_timer(w)
-        elif kind == "up" and w.state is S.STARTING:
+
+    def _on_up(self, name: str) -> None:
+        w = self.workloads.get(name)
+        if w is not None and w.state is S.STARTING:
             w.failures = 0
-            self._transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # STARTING -> RUNNING
-        elif kind == "retry" and w.state in (S.BACKOFF, S.FATAL):
+            self.history.transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # -> RUNNING
+
+    def _on_retry(self, name: str) -> None:
+        w = self.workloads.get(name)
+        if w is not None and w.state in (S.BACKOFF, S.FATAL):
             w.retry_wall = None
             w.restarts += 1
-            self._launch(w, T.RETRY_DUE)  # BACKOFF/FATAL -> STARTING
-        elif kind == "timeout" and w.state in (S.STARTING, S.RUNNING):
+            self.launch(w, T.RETRY_DUE)  # BACKOFF/FATAL -> STARTING
+
+    def _on_timeout(self, name: str) -> None:
+        w = self.workloads.get(name)
+        if w is not None and w.state in (S.STARTING, S.RUNNING):
             log.warning("%s: run timed out after %gs", name, w.cfg.timeout or 0)
-            self._stop_process(w, "timeout", then=None)
-        elif kind == "kill" and w.state is S.STOPPING and w.pid is not None:
+            self.stop_run(w, R.TIMEOUT, AfterStop.RUN_MODE)
+
+    def _on_kill(self, name: str) -> None:
+        w = self.workloads.get(name)
+        if w is not None and w.state is S.STOPPING and w.pid is not None:
             log.warning("%s: did not stop in %gs, sending SIGKILL", name, w.cfg.stop_timeout)
-            self._transition(w, T.STOP_TIMEOUT, "SIGKILL")
+            self.history.transition(w, T.STOP_TIMEOUT, "SIGKILL")
             self._signal_live(w, signal.SIGKILL)
 
     # ------------------------------------------------------------------ stopping
 
-    def _stop_process(self, w: Workload, reason: str, then: str | None) -> None:
+    def stop_run(self, w: Workload, reason: ExitReason, then: AfterStop) -> None:
         """Ask a live child to stop: stop signal to its group now, SIGKILL after stop_timeout."""
         assert w.pid is not None
         w.stop_reason, w.then = reason, then
-        self._transition(w, T.STOP, reason)  # STARTING/RUNNING -> STOPPING
-        self.timers.cancel(("up", w.name))
-        self.timers.cancel(("timeout", w.name))
+        self.history.transition(w, T.STOP, reason)  # STARTING/RUNNING -> STOPPING
+        self.timers.cancel(TimerKey(K.UP, w.name))
+        self.timers.cancel(TimerKey(K.TIMEOUT, w.name))
         signum = signal.Signals[f"SIG{w.cfg.stop_signal}"]
         self._signal_live(w, signum)
         if w.cfg.stop_timeout > 0:
-            self.timers.schedule(("kill", w.name), self.clock.monotonic() + w.cfg.stop_timeout)
+            deadline = self.clock.monotonic() + w.cfg.stop_timeout
+            self.timers.schedule(TimerKey(K.KILL, w.name), deadline)
         else:
             self._signal_live(w, signal.SIGKILL)
+
+    def halt(self, w: Workload, reason: ExitReason, then: AfterStop) -> None:
+        """Stop whatever the workload is doing; `then` says what follows once it is idle."""
+        self.timers.cancel(TimerKey(K.RETRY, w.name))
+        self.timers.cancel(TimerKey(K.TICK, w.name))
+        w.retry_wall = None
+        w.next_tick_wall = None
+        if w.state is S.STOPPING:
+            w.then = _merge_after_stop(w.then, then)
+            return
+        if w.state in (S.STARTING, S.RUNNING):
+            self.stop_run(w, reason, then)
+            return
+        if w.state in (S.SCHEDULED, S.BACKOFF, S.EXITED, S.FATAL):
+            self.history.transition(w, T.STOP, reason)  # -> STOPPED
+        self._after_stop(w, then)
+
+    def stop_all(self) -> None:
+        """Shutdown: stop every workload (stop signal, then SIGKILL after its stop_timeout);
+        nothing starts again."""
+        self.shutting_down = True
+        for w in self.workloads.values():
+            self.timers.cancel(TimerKey(K.TICK, w.name))
+            self.timers.cancel(TimerKey(K.RETRY, w.name))
+            if w.state in (S.STARTING, S.RUNNING):
+                self.stop_run(w, R.STOPPED, AfterStop.STAY)
+            elif w.state is S.STOPPING:
+                w.then = AfterStop.STAY
+
+    def kill_all(self) -> None:
+        for w in self.workloads.values():
+            if w.pid is not None:
+                self.send_signal(w.pid, signal.SIGKILL)
+
+    def active_count(self) -> int:
+        """Children not reaped yet."""
+        return sum(1 for w in self.workloads.values() if w.process is not None)
 
     def _signal_live(self, w: Workload, signum: int) -> None:
         """Signal a child that is not reaped yet: its group, or itself if it has no group yet
@@ -302,41 +350,32 @@ class Lifecycle:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w.pid, signum)
 
-    def _halt(self, w: Workload, reason: str, then: str | None) -> None:
-        """Stop whatever the workload is doing; `then` says what follows once it is idle."""
-        self.timers.cancel(("retry", w.name))
-        self.timers.cancel(("tick", w.name))
-        w.retry_wall = None
-        w.next_tick_wall = None
-        if w.state is S.STOPPING:
-            w.then = then if then is not None else w.then
-            return
-        if w.state in (S.STARTING, S.RUNNING):
-            self._stop_process(w, reason, then)
-            return
-        if w.state in (S.SCHEDULED, S.BACKOFF, S.EXITED, S.FATAL):
-            self._transition(w, T.STOP, reason)  # -> STOPPED
-        self._after_stop(w, then)
-
-    def _after_stop(self, w: Workload, then: str | None) -> None:
+    def _after_stop(self, w: Workload, then: AfterStop) -> None:
         w.then = None
-        if then == "start":
-            self._operator_launch(w)
-        elif then == "remove":
-            self._forget(w)
-        elif then == "replace":
-            assert w.pending_cfg is not None
-            w.cfg, w.pending_cfg = w.pending_cfg, None
-            w.planner = None
-            w.failures = 0
-            self._activate(w)
+        match then:
+            case AfterStop.STAY:
+                pass
+            case AfterStop.START:
+                self.start_now(w)
+            case AfterStop.REMOVE:
+                self._forget(w)
+            case AfterStop.REPLACE:
+                assert w.pending_cfg is not None
+                w.cfg, w.pending_cfg = w.pending_cfg, None
+                w.planner = None
+                w.failures = 0
+                self.activate(w)
+            case AfterStop.RUN_MODE:
+                self._next_after_run(w)
+            case _:
+                assert_never(then)
 
     def _forget(self, w: Workload) -> None:
-        for kind in ("tick", "retry", "up", "timeout", "kill"):
-            self.timers.cancel((kind, w.name))
+        for kind in WORKLOAD_TIMERS:
+            self.timers.cancel(TimerKey(kind, w.name))
         self.workloads.pop(w.name, None)
         self.outputs.remove_workload(w.name)
-        self._save(self.store.forget_workload, w.name)
+        self.history.save(self.store.forget_workload, w.name)
         log.info("%s: removed", w.name)
 
     # ------------------------------------------------------------------ exits
@@ -387,7 +426,7 @@ class Lifecycle:
         # Anything the run left behind in its process group goes with it.
         self.send_signal(pid, signal.SIGKILL)
         if w.run_id is not None:
-            self._save(
+            self.history.save(
                 self.store.end_run,
                 w.run_id,
                 now_wall,
@@ -396,24 +435,21 @@ class Lifecycle:
                 status.reason,
                 status.text,
             )
-        for kind in ("up", "timeout", "kill"):
-            self.timers.cancel((kind, w.name))
+        for kind in RUN_TIMERS:
+            self.timers.cancel(TimerKey(kind, w.name))
         w.process, w.run_id = None, None
         w.last_exit, w.last_exit_wall = status, now_wall
         lasted = self.clock.monotonic() - (w.started_mono or self.clock.monotonic())
-        level = logging.INFO if status.reason in ("exit", "stopped") else logging.WARNING
+        level = logging.INFO if status.reason in (R.EXIT, R.STOPPED) else logging.WARNING
         log.log(level, "%s: pid %d ended after %.1fs: %s", w.name, pid, lasted, status.text)
         old = w.state
-        self._transition(w, T.EXITED, status.text)
+        self.history.transition(w, T.EXITED, status.text)
         w.pid = None
         if old is S.STOPPING:
-            # STOPPING -> STOPPED; a stop the master chose for a limit follows the run mode.
-            then, reason = w.then, w.stop_reason
+            # STOPPING -> STOPPED; what follows was decided when the stop was asked for.
+            then = w.then if w.then is not None else AfterStop.RUN_MODE
             w.stop_reason = None
-            if then is not None or reason in ("stopped", "shutdown"):
-                self._after_stop(w, then)
-                return
-            self._next_after_run(w)
+            self._after_stop(w, then)
         elif old is S.STARTING:
             self._schedule_retry(w)  # STARTING -> BACKOFF: a quick failure
         else:
@@ -427,21 +463,10 @@ class Lifecycle:
         if mode is RunMode.FOREVER:
             w.failures = 0
             w.restarts += 1
-            self._launch(w, T.START)  # EXITED/STOPPED -> STARTING
+            self.launch(w, T.START)  # EXITED/STOPPED -> STARTING
         elif mode is RunMode.N_TIMES:
-            self._launch(w, T.START)  # next run, or -> COMPLETED
+            self.launch(w, T.START)  # next run, or -> COMPLETED
         else:
-            self._transition(w, T.WAIT_TICK)  # -> SCHEDULED
-            if ("tick", w.name) not in self.timers and w.planner is not None:
+            self.history.transition(w, T.WAIT_TICK)  # -> SCHEDULED
+            if TimerKey(K.TICK, w.name) not in self.timers and w.planner is not None:
                 self.ticks.rearm(w)
-
-    def _operator_launch(self, w: Workload) -> None:
-        if w.state is S.COMPLETED:
-            self._save(self.store.reset_runs, w.name)  # a new batch of max_runs
-            w.runs = 0
-        w.failures = 0
-        self.timers.cancel(("retry", w.name))
-        w.retry_wall = None
-        if w.cfg.run_mode is RunMode.SCHEDULE:
-            self.ticks.arm(w)  # start = run now, and keep the schedule going
-        self._launch(w, T.START)

@@ -2,10 +2,12 @@
 
 `MasterLoop.step()` sleeps in the selector until an fd is ready or the nearest timer is due —
 there is no polling interval — and then works in a fixed order: signals -> reap -> child output
--> IPC -> timers. Event sources: the signal wakeup pipe (SIGCHLD included), the IPC listening
-socket and its connections, each child's output pipe, and the TimerHeap. All workload state is
-the Supervisor's; IPC requests reach it only through `dispatch`. Imports the stdlib and the
-package's own modules only.
+and health probes -> IPC -> timers, commit, then replies. It knows its event sources (signal
+pipe, child output pipes, health probes, control server) only through the interface of
+`mastercontrol.daemon.events`: it syncs their registrations with the selector and hands ready
+fds back to them. Every timer goes through one `TimerTable`. It composes the master's parts
+(Lifecycle, Supervisor, Monitor, Commands, ControlServer) and is the `Master` the IPC commands
+see. Imports the stdlib and the package's own modules only.
 """
 
 from __future__ import annotations
@@ -22,20 +24,24 @@ from mastercontrol import __version__
 from mastercontrol.config.load import load_config_dir
 from mastercontrol.config.model import ConfigSet, DaemonConfig
 from mastercontrol.daemon.commands import Commands
+from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.control import ControlServer
-from mastercontrol.daemon.lifecycle import SignalSender, Spawner, killpg
+from mastercontrol.daemon.events import EventSource
+from mastercontrol.daemon.lifecycle import Lifecycle, SignalSender, Spawner, killpg
 from mastercontrol.daemon.monitor import Monitor
+from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.signals import SignalPipe
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import Clock
-from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.engine.timers import TimerHeap, TimerKey, TimerKind, TimerTable
 from mastercontrol.errors import IPCError, StoreError
 from mastercontrol.ipc.protocol import ErrorCode
 from mastercontrol.store.queries import Store
 
-log = logging.getLogger("mastercontrol.loop")
+log = logging.getLogger(__name__)
 
+K = TimerKind
 HOUSEKEEPING_INTERVAL = 30.0  # reap check, IPC idle expiry, history pruning
 PRUNE_CATCH_UP = 1.0  # next housekeeping while history pruning is behind (one chunk per pass)
 
@@ -59,33 +65,48 @@ class MasterLoop:
         self.config_dir = config_dir
         self.log_dir = log_dir
         self.state_dir = store_dir  # the state DB's directory (config-previous/ lives there)
+        self.store = store
         self.clock = clock
         self.daemon_config = daemon_config
         self.notifier = notifier or Notifier.from_environ({})
         self.load_config = load_config
-        self.timers: TimerHeap[tuple[str, str]] = TimerHeap()
+        self.timers: TimerHeap[TimerKey] = TimerHeap()
         self.signals = SignalPipe()
         self.selector = selectors.DefaultSelector()
-        self.supervisor = Supervisor(
-            store, clock, self.timers, log_dir, spawner, send_signal, self.master_fds
+        self.outputs = Outputs(log_dir)
+        self.lifecycle = Lifecycle(
+            store, clock, self.timers, self.outputs, spawner, send_signal, self.master_fds
         )
+        self.supervisor = Supervisor(self.lifecycle)
         self.monitor = Monitor(
             self.supervisor,
+            clock,
+            self.timers,
             [str(store_dir), str(log_dir)],
             daemon_config.daemon.sample_interval,
         )
         self.wakeups = 0  # loop iterations, for `ping` (an idle master should barely wake)
-        self.commands = Commands(self)
+        config_push = ConfigPush(config_dir, self.state_dir, load_config)
+        self.commands = Commands(self, config_push)
         self.control = ControlServer(
             socket_path, self.commands.dispatch, daemon_config.daemon.socket_group
+        )
+        self.timer_table = TimerTable(
+            {
+                **self.lifecycle.timer_handlers(),
+                K.HEALTH: self.monitor.on_health_timer,
+                K.SAMPLE: self._on_sample,
+                K.WATCHDOG: self._on_watchdog,
+                K.HOUSEKEEPING: self._on_housekeeping,
+                K.SHUTDOWN: self._on_shutdown_deadline,
+            }
         )
         self.started_mono = clock.monotonic()
         self.started_wall = clock.wall()
         self.done = False
-        self.exit_deadline: float | None = None
         self.config_problems: list[str] = []
-        # fd -> (kind, owning object, events)
-        self._registered: dict[int, tuple[str, object, int]] = {}
+        # fd -> (source, owner, events) as registered with the selector
+        self._registered: dict[int, tuple[EventSource, object, int]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -93,7 +114,7 @@ class MasterLoop:
         """Every fd the master holds that a child must not keep (children close them all)."""
         yield from self.signals.fds()
         yield from self.control.own_fds()
-        yield from self.supervisor.outputs.pipes
+        yield from self.outputs.fds()
         try:
             yield self.selector.fileno()  # type: ignore[attr-defined,unused-ignore]
         except (AttributeError, ValueError):
@@ -107,23 +128,22 @@ class MasterLoop:
         self.config_problems = list(configs.problems)
         for problem in configs.problems:
             log.error("config: %s", problem)
-        with self.supervisor.store.batch():
-            self.supervisor.boot(dict(configs.workloads))
+        with self.store.batch():
+            self.lifecycle.boot(dict(configs.workloads))
             behind = self._prune_history()
         self.monitor.note_configs()
         now = self.clock.monotonic()
-        self.timers.schedule(
-            ("housekeeping", ""), now + (PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL)
-        )
-        self.timers.schedule(("sample", ""), now + min(1.0, self.monitor.interval))
+        wait = PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL
+        self.timers.schedule(TimerKey(K.HOUSEKEEPING), now + wait)
+        self.timers.schedule(TimerKey(K.SAMPLE), now + min(1.0, self.monitor.interval))
         interval = self.notifier.watchdog_interval()
         if interval:
-            self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
+            self.timers.schedule(TimerKey(K.WATCHDOG), self.clock.monotonic() + interval)
         self.notifier.ready(self.status_line())
         log.info(
             "mastercontrold %s ready: %d workloads, pid %d",
             __version__,
-            len(self.supervisor.workloads),
+            len(self.lifecycle.workloads),
             os.getpid(),
         )
 
@@ -137,8 +157,8 @@ class MasterLoop:
 
     def close(self) -> None:
         self.monitor.close()
-        self.supervisor.kill_all()
-        self.supervisor.outputs.close()
+        self.lifecycle.kill_all()
+        self.outputs.close()
         self.control.close()
         self.selector.close()
         self.signals.uninstall()
@@ -155,7 +175,7 @@ class MasterLoop:
         ready = self.selector.select(timeout)
         self.wakeups += 1
         try:
-            with self.supervisor.store.batch():  # one commit (one fsync) per wake
+            with self.store.batch():  # one commit (one fsync) per wake
                 self._handle(ready)
         except StoreError as exc:
             log.error("state database commit failed, supervision continues: %s", exc)
@@ -163,69 +183,61 @@ class MasterLoop:
 
     def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Everything one wake brings, in the fixed order: signals, reap, fds, timers."""
-        kinds = {key.fd: key.data for key, _ in ready}
-        events = {key.fd: ev for key, ev in ready}
+        by_source: dict[int, list[tuple[object, int]]] = {}
+        for key, events in ready:
+            source, owner = key.data
+            by_source.setdefault(id(source), []).append((owner, events))
 
+        def dispatch(source: EventSource, now: float) -> None:
+            for owner, events in by_source.get(id(source), ()):
+                source.on_ready(owner, events, now)
+
+        dispatch(self.signals, self.clock.monotonic())
         reap = False
-        for signum in self.signals.drain():
+        for signum in self.signals.take():
             reap |= self._on_signal(signum)
         if reap:
-            self.supervisor.reap()
+            self.lifecycle.reap()
             self.monitor.on_sigchld()
         now = self.clock.monotonic()
-        for fd, (kind, owner) in kinds.items():
-            if kind == "pipe":
-                self.supervisor.outputs.on_readable(fd)
-            elif kind == "probe":
-                self.monitor.on_probe_ready(owner)
-            elif kind == "listener":
-                self.control.accept(now)
-            elif kind == "conn":
-                if events[fd] & selectors.EVENT_READ:
-                    self.control.on_readable(fd, now)
-                if events[fd] & selectors.EVENT_WRITE:
-                    self.control.on_writable(fd)
-        for key in self.timers.pop_due(self.clock.monotonic()):
-            self._on_timer(key)
+        dispatch(self.outputs, now)  # child output
+        dispatch(self.monitor, now)  # health probes
+        dispatch(self.control, now)  # IPC: requests answered, replies queued
+        for timer in self.timers.pop_due(self.clock.monotonic()):
+            self.timer_table.dispatch(timer)
         self.monitor.sync_checks()
-        if self.supervisor.shutting_down:
+        if self.lifecycle.shutting_down:
             self._check_shutdown_done()
 
+    def _sources(self) -> tuple[EventSource, ...]:
+        return (self.signals, self.outputs, self.monitor, self.control)
+
     def _sync_registrations(self) -> None:
-        """Make the selector watch exactly the fds that exist now (cheap set arithmetic).
+        """Make the selector watch exactly the fds the sources want now (cheap set arithmetic).
 
         Each fd comes with the object that owns it. A closed fd drops out of epoll by itself,
         and its number is soon reused (a new connection, the next run's pipe): comparing owners,
         not numbers, is what registers the newcomer instead of trusting a dead registration.
         """
-        read = selectors.EVENT_READ
-        want: dict[int, tuple[str, object, int]] = {
-            self.signals.read_fd: ("signal", self.signals, read),
-            self.control.fileno(): ("listener", self.control.listener, read),
-        }
-        writable = set(self.control.write_fds())
-        for fd, conn in self.control.conns.items():
-            if not conn.closing or conn.outbuf:
-                events = read | (selectors.EVENT_WRITE if fd in writable else 0)
-                want[fd] = ("conn", conn, events)
-        for fd, pipe in self.supervisor.outputs.pipes.items():
-            want[fd] = ("pipe", pipe, read)
-        for fd, (probe, wants_write) in self.monitor.probe_fds().items():
-            want[fd] = ("probe", probe, selectors.EVENT_WRITE if wants_write else read)
-        for fd, (_kind, owner, _events) in list(self._registered.items()):
-            if want.get(fd, (None, None, 0))[1] is not owner:
+        want: dict[int, tuple[EventSource, object, int]] = {}
+        for source in self._sources():
+            for fd, reg in source.registrations().items():
+                want[fd] = (source, reg.owner, reg.events)
+        for fd, (_source, owner, _events) in list(self._registered.items()):
+            entry = want.get(fd)
+            if entry is None or entry[1] is not owner:
                 try:
                     self.selector.unregister(fd)
                 except (KeyError, ValueError):
                     pass
                 del self._registered[fd]
         for fd, entry in want.items():
-            kind, owner, events = entry
+            source, owner, events = entry
             old = self._registered.get(fd)
             if old is None:
-                self.selector.register(fd, events, (kind, owner))
+                self.selector.register(fd, events, (source, owner))
             elif old[2] != events:
-                self.selector.modify(fd, events, (kind, owner))
+                self.selector.modify(fd, events, (source, owner))
             self._registered[fd] = entry
 
     # ------------------------------------------------------------------ handlers
@@ -243,41 +255,37 @@ class MasterLoop:
                 log.error("reload rejected: %s", exc)
         return signum == signal.SIGCHLD
 
-    def _on_timer(self, key: tuple[str, str]) -> None:
-        kind = key[0]
-        if kind == "housekeeping":
-            now = self.clock.monotonic()
-            self.supervisor.reap_all()  # a lost SIGCHLD can delay an exit, never hide it
-            self.control.expire(now)
-            if self.notifier.enabled:
-                self.notifier.status(self.status_line())  # `systemctl status` stays current
-            behind = self._prune_history()
-            self.timers.schedule(
-                ("housekeeping", ""), now + (PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL)
-            )
-        elif kind == "watchdog":
-            self.notifier.watchdog()
-            interval = self.notifier.watchdog_interval()
-            if interval:
-                self.timers.schedule(("watchdog", ""), self.clock.monotonic() + interval)
-        elif kind == "sample":
-            self.monitor.sample()
-            interval = self.daemon_config.daemon.sample_interval
-            self.timers.schedule(("sample", ""), self.clock.monotonic() + interval)
-        elif kind == "health":
-            self.monitor.on_health_timer(key[1])
-        elif kind == "shutdown":
-            log.warning("shutdown deadline reached, killing what is left")
-            self.supervisor.kill_all()
-            self.done = True
-        else:
-            self.supervisor.on_timer(key)
+    def _on_housekeeping(self, _: str) -> None:
+        now = self.clock.monotonic()
+        self.lifecycle.reap_all()  # a lost SIGCHLD can delay an exit, never hide it
+        self.control.expire(now)
+        if self.notifier.enabled:
+            self.notifier.status(self.status_line())  # `systemctl status` stays current
+        behind = self._prune_history()
+        wait = PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL
+        self.timers.schedule(TimerKey(K.HOUSEKEEPING), now + wait)
+
+    def _on_watchdog(self, _: str) -> None:
+        self.notifier.watchdog()
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            self.timers.schedule(TimerKey(K.WATCHDOG), self.clock.monotonic() + interval)
+
+    def _on_sample(self, _: str) -> None:
+        self.monitor.sample()
+        interval = self.daemon_config.daemon.sample_interval
+        self.timers.schedule(TimerKey(K.SAMPLE), self.clock.monotonic() + interval)
+
+    def _on_shutdown_deadline(self, _: str) -> None:
+        log.warning("shutdown deadline reached, killing what is left")
+        self.lifecycle.kill_all()
+        self.done = True
 
     def _prune_history(self) -> bool:
         """One bounded chunk of history pruning (daemon.history_*); True while more is due."""
         d = self.daemon_config.daemon
         try:
-            pruned = self.supervisor.store.prune(
+            pruned = self.store.prune(
                 self.clock.wall(), d.history_days * 86400.0, d.history_max_runs
             )
         except StoreError as exc:
@@ -315,16 +323,16 @@ class MasterLoop:
         return {"dry_run": False, "plan": plan.to_dict()}
 
     def begin_shutdown(self) -> None:
-        if self.supervisor.shutting_down:
+        if self.lifecycle.shutting_down:
             return
         self.notifier.stopping()
-        self.supervisor.shutdown()
+        self.lifecycle.stop_all()
         limit = self.daemon_config.daemon.shutdown_timeout
-        self.timers.schedule(("shutdown", ""), self.clock.monotonic() + limit)
+        self.timers.schedule(TimerKey(K.SHUTDOWN), self.clock.monotonic() + limit)
         self._check_shutdown_done()
 
     def _check_shutdown_done(self) -> None:
-        if self.supervisor.active_count() == 0:
+        if self.lifecycle.active_count() == 0:
             self.done = True
 
     def status_line(self) -> str:
@@ -345,7 +353,7 @@ class MasterLoop:
             "workloads": len(self.supervisor.workloads),
             "status": self.status_line(),
             "config_problems": self.config_problems,
-            "shutting_down": self.supervisor.shutting_down,
+            "shutting_down": self.lifecycle.shutting_down,
             "time": self.clock.wall(),
             "wakeups": self.wakeups,
             "system": self.monitor.system,

@@ -5,7 +5,8 @@ Owns the samplers, RSS watches, health trackers and probes in flight; it never b
 are non-blocking sockets or short-lived children with a pidfd) and never changes workload state
 itself: a limit or a failed check asks the Supervisor to stop the run with a reason
 (`rss_limit`, `unhealthy`), and the run mode decides what follows. Driven by the loop through
-timers ("sample", ("health", name)) and the fds of probes in flight. Imports the stdlib, psutil
+timers (SAMPLE, and HEALTH per workload) and, as an event source
+(`mastercontrol.daemon.events`), the fds of probes in flight. Imports the stdlib, psutil
 (through metrics) and the package's own modules only.
 """
 
@@ -16,14 +17,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from mastercontrol.daemon.events import READ, WRITE, Registration
 from mastercontrol.daemon.healthcheck import Probe, make_probe, reap_orphans
 from mastercontrol.daemon.metrics import ProcessSampler, RssWatch, system_sample
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.workload import Workload
+from mastercontrol.engine.clock import Clock
+from mastercontrol.engine.exitstatus import ExitReason
 from mastercontrol.engine.health import HealthTracker, ProbeResult
 from mastercontrol.engine.states import ProcState
+from mastercontrol.engine.timers import TimerHeap, TimerKey, TimerKind
 
-log = logging.getLogger("mastercontrol.monitor")
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -36,8 +41,17 @@ class Check:
 
 
 class Monitor:
-    def __init__(self, supervisor: Supervisor, disk_paths: list[str], interval: float) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        clock: Clock,
+        timers: TimerHeap[TimerKey],
+        disk_paths: list[str],
+        interval: float,
+    ) -> None:
         self.sup = supervisor
+        self.clock = clock
+        self.timers = timers
         self.disk_paths = disk_paths
         self.interval = interval
         self.sampler = ProcessSampler()
@@ -68,7 +82,7 @@ class Monitor:
         if name is not None:
             self._sample([self.sup.workloads[name]], watch_rss=False)
         else:
-            now = self.sup.clock.monotonic()
+            now = self.clock.monotonic()
             if now - self.refreshed_at >= max_age:
                 self._sample(list(self.sup.workloads.values()), watch_rss=False)
                 self.refreshed_at = now
@@ -78,7 +92,7 @@ class Monitor:
     def _sample(self, workloads: list[Workload], watch_rss: bool) -> None:
         """One oneshot() per running workload; with `watch_rss`, a cap breached for long enough
         restarts the run."""
-        now = self.sup.clock.monotonic()
+        now = self.clock.monotonic()
         for w in workloads:
             if w.pid is None or w.state is ProcState.STOPPING:
                 w.metrics = None
@@ -100,7 +114,7 @@ class Monitor:
                     sample.rss_bytes / 2**20,
                     cap,
                 )
-                self.sup.stop_for_limit(w.name, "rss_limit")
+                self.sup.stop_for_limit(w.name, ExitReason.RSS_LIMIT)
 
     # ------------------------------------------------------------------ health checks
 
@@ -120,7 +134,7 @@ class Monitor:
         """
         if not self.watched and not self.checks:
             return
-        now = self.sup.clock.monotonic()
+        now = self.clock.monotonic()
         for name in self.watched | set(self.checks):
             w = self.sup.workloads.get(name)
             if w is None:
@@ -139,11 +153,11 @@ class Monitor:
                     self._drop(name)
                 tracker = HealthTracker(hc, now)
                 self.checks[name] = Check(tracker, w.pid)
-                self.sup.timers.schedule(("health", name), tracker.next_probe_due())
+                self.timers.schedule(TimerKey(TimerKind.HEALTH, name), tracker.next_probe_due())
 
     def _drop(self, name: str) -> None:
         check = self.checks.pop(name, None)
-        self.sup.timers.cancel(("health", name))
+        self.timers.cancel(TimerKey(TimerKind.HEALTH, name))
         if check is not None and check.probe is not None:
             check.probe.close()
 
@@ -151,7 +165,7 @@ class Monitor:
         check = self.checks.get(name)
         if check is None:
             return
-        now = self.sup.clock.monotonic()
+        now = self.clock.monotonic()
         probe = check.probe
         if probe is None:
             probe = make_probe(check.tracker.check)
@@ -165,25 +179,26 @@ class Monitor:
             wake = probe.deadline
             if probe.poll_interval is not None:
                 wake = min(wake, now + probe.poll_interval)
-            self.sup.timers.schedule(("health", name), wake)
+            self.timers.schedule(TimerKey(TimerKind.HEALTH, name), wake)
         else:
             self._finish(name, check, result)
 
-    def probe_fds(self) -> dict[int, tuple[Probe, bool]]:
-        """fd -> (probe, wants_write) for every probe in flight that has one."""
-        fds: dict[int, tuple[Probe, bool]] = {}
+    def registrations(self) -> dict[int, Registration]:
+        """Every probe in flight that has an fd, in the direction it waits for."""
+        regs: dict[int, Registration] = {}
         for check in self.checks.values():
             probe = check.probe
             if probe is not None:
                 fd = probe.fileno()
                 if fd is not None:
-                    fds[fd] = (probe, probe.wants_write())
-        return fds
+                    regs[fd] = Registration(probe, WRITE if probe.wants_write() else READ)
+        return regs
 
-    def on_probe_ready(self, probe: Probe) -> None:
+    def on_ready(self, owner: object, events: int, now: float) -> None:
         for name, check in list(self.checks.items()):
-            if check.probe is probe:
-                result = probe.on_ready(self.sup.clock.monotonic())
+            probe = check.probe
+            if probe is not None and probe is owner:
+                result = probe.on_ready(now)
                 if result is not None:
                     self._finish(name, check, result)
                 return
@@ -192,7 +207,7 @@ class Monitor:
         assert check.probe is not None
         check.probe.close()
         check.probe = None
-        now = self.sup.clock.monotonic()
+        now = self.clock.monotonic()
         if check.tracker.record(result, now):
             log.warning(
                 "%s: health check failed %d times (%s), restarting",
@@ -201,11 +216,11 @@ class Monitor:
                 result.message,
             )
             self._drop(name)
-            self.sup.stop_for_limit(name, "unhealthy")
+            self.sup.stop_for_limit(name, ExitReason.UNHEALTHY)
             return
         if not result.healthy:
             log.info("%s: health check failed: %s", name, result.message)
-        self.sup.timers.schedule(("health", name), check.tracker.next_probe_due())
+        self.timers.schedule(TimerKey(TimerKind.HEALTH, name), check.tracker.next_probe_due())
 
     def on_sigchld(self) -> None:
         reap_orphans()

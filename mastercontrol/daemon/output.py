@@ -1,7 +1,8 @@
 """Workload output in the master: each workload's log writer and the pipes its runs write to.
 
-Owns the read ends of the children's stdout/stderr pipes and the LogWriter of each workload;
-the loop selects on `pipes` and calls `on_readable`. A pipe is read until EOF, which can come
+Owns the read ends of the children's stdout/stderr pipes and the LogWriter of each workload.
+An event source of the loop (`mastercontrol.daemon.events`): each open pipe is a registration,
+and `on_ready` moves what is in it into the log. A pipe is read until EOF, which can come
 after its run was reaped (buffered data, or a grandchild still holding it), so pipes and runs
 have separate lifetimes here. Never blocks: the pipes are non-blocking and the writers swallow
 file errors. Imports only the standard library and the package's own modules.
@@ -15,6 +16,7 @@ import select
 from dataclasses import dataclass
 from pathlib import Path
 
+from mastercontrol.daemon.events import READ, Registration
 from mastercontrol.logfile import LogWriter
 
 READ_CHUNK = 65536
@@ -26,6 +28,7 @@ class OutputPipe:
     """The read end of one run's output pipe. A new object per run: fd numbers get reused, and
     the loop's selector must tell a new pipe from an old one that had the same number."""
 
+    fd: int
     writer: LogWriter
 
 
@@ -43,7 +46,7 @@ class Outputs:
 
     def attach(self, name: str, fd: int) -> None:
         """A new run of `name` writes into `fd` (the non-blocking read end)."""
-        self.pipes[fd] = OutputPipe(self.writers[name])
+        self.pipes[fd] = OutputPipe(fd, self.writers[name])
 
     def remove_workload(self, name: str) -> None:
         """Forget a workload; its writer closes once no pipe of its runs is left."""
@@ -54,7 +57,18 @@ class Outputs:
     def _in_use(self, writer: LogWriter) -> bool:
         return any(p.writer is writer for p in self.pipes.values())
 
-    def on_readable(self, fd: int) -> None:
+    def fds(self) -> list[int]:
+        """Every pipe fd held (children close them)."""
+        return list(self.pipes)
+
+    def registrations(self) -> dict[int, Registration]:
+        return {fd: Registration(pipe, READ) for fd, pipe in self.pipes.items()}
+
+    def on_ready(self, owner: object, events: int, now: float) -> None:
+        if isinstance(owner, OutputPipe) and self.pipes.get(owner.fd) is owner:
+            self._read(owner.fd)
+
+    def _read(self, fd: int) -> None:
         """Move what a child wrote into its log; EOF closes the pipe."""
         pipe = self.pipes.get(fd)
         if pipe is None:
@@ -85,7 +99,7 @@ class Outputs:
             for _ in range(64):
                 if fd not in self.pipes:
                     break
-                self.on_readable(fd)
+                self._read(fd)
                 if fd in self.pipes and not select.select([fd], [], [], 0)[0]:
                     break
             if fd in self.pipes:  # not closed at EOF above (never close a number twice)

@@ -2,8 +2,11 @@
 
 Handlers store the signal number and nothing else; `signal.set_wakeup_fd` makes select() return
 at once (without it, PEP 475 retries select() and sleeps out its whole timeout). SIGCHLD gets a
-handler too, because SIG_DFL would not wake the loop. Children undo all of this first thing in
-their bootstrap (`mastercontrol.child.spawn`). Imports only the standard library.
+handler too, because SIG_DFL would not wake the loop. An event source of the loop
+(`mastercontrol.daemon.events`): the pipe's read end is its one registration, `on_ready`
+empties it and `take()` hands over the signals recorded. Children undo all of this first thing
+in their bootstrap (`mastercontrol.child.spawn`). Imports the standard library and
+`mastercontrol.daemon.events` only.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 from types import FrameType
+
+from mastercontrol.daemon.events import READ, Registration
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 
@@ -36,13 +41,19 @@ class SignalPipe:
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self._pending.append(signum)
 
-    def drain(self) -> list[int]:
-        """Signals received since the last call, in order, each at most once per batch."""
+    def registrations(self) -> dict[int, Registration]:
+        return {self.read_fd: Registration(self, READ)}
+
+    def on_ready(self, owner: object, events: int, now: float) -> None:
+        """Empty the wakeup pipe (its bytes only wake the loop; the handler kept the numbers)."""
         try:
             while os.read(self.read_fd, 4096):
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+
+    def take(self) -> list[int]:
+        """Signals received since the last call, in order, each at most once per batch."""
         pending, self._pending = self._pending, []
         seen: list[int] = []
         for signum in pending:

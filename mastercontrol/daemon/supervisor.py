@@ -1,125 +1,134 @@
-"""The Supervisor: the workload lifecycle plus the operator's commands on it.
+"""The Supervisor: the operator's commands on the workloads, and reload.
 
-Everything the CLI, the APIs and the loop ask of the workloads goes through these methods —
-start, stop, restart, a reload plan and its application, shutdown — each checking its request
-and answering with a small dict for IPC. The event-by-event mechanics are in
-`mastercontrol.daemon.lifecycle`. Imports the stdlib and the package's own modules only.
+Everything the CLI and the APIs ask of the workloads goes through these methods — start, stop,
+restart, a reload plan and its application, what `status` shows of a workload's history and
+log — each checking its request (IPCError with a stable code) and answering with a small dict
+for IPC. The master's own limits (max_rss_mb, health checks) stop runs through
+`stop_for_limit`. The event-by-event mechanics are the Lifecycle's
+(`mastercontrol.daemon.lifecycle`), which this class uses through its public verbs only.
+Imports the stdlib and the package's own modules only.
 """
 
 from __future__ import annotations
 
-import signal
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from mastercontrol.config.model import WorkloadConfig
-from mastercontrol.daemon.lifecycle import Lifecycle, log
-from mastercontrol.daemon.workload import Workload
+from mastercontrol.daemon.lifecycle import Lifecycle
+from mastercontrol.daemon.workload import AfterStop, Workload
+from mastercontrol.engine.exitstatus import ExitReason
 from mastercontrol.engine.planner import ReloadPlan, plan_reload
 from mastercontrol.engine.states import ACTIVE, ProcState
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import ErrorCode
+from mastercontrol.store.queries import RunRow
+
+log = logging.getLogger(__name__)
 
 S = ProcState
 
 
-class Supervisor(Lifecycle):
-    """Owns every Workload; the one interface the loop and the IPC commands use."""
+class Supervisor:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
 
-    # ------------------------------------------------------------------ operator commands
+    @property
+    def workloads(self) -> Mapping[str, Workload]:
+        return self.lifecycle.workloads
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.lifecycle.shutting_down
+
+    # ------------------------------------------------------------------ reading
 
     def get(self, name: str) -> Workload:
-        w = self.workloads.get(name)
+        w = self.lifecycle.workloads.get(name)
         if w is None:
             raise IPCError(ErrorCode.UNKNOWN_WORKLOAD, f"no such workload: {name}")
         return w
+
+    def recent_runs(self, name: str, limit: int) -> list[RunRow]:
+        return self.lifecycle.store.recent_runs(name, limit=limit)
+
+    def log_dropped_bytes(self, name: str) -> int:
+        """Bytes of the workload's output its log could not take (full disk, I/O errors)."""
+        writer = self.lifecycle.outputs.writer(name)
+        return writer.dropped_bytes if writer is not None else 0
+
+    # ------------------------------------------------------------------ operator commands
 
     def _wanted(self, name: str) -> Workload:
         """The workload an operator wants running: refused while shutting down or disabled;
         otherwise its remembered operator stop is cleared."""
         w = self.get(name)
-        if self.shutting_down:
+        life = self.lifecycle
+        if life.shutting_down:
             raise IPCError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
         if not w.cfg.enabled:
             raise IPCError(ErrorCode.DISABLED, f"{name} is disabled in its config (enabled: false)")
         if w.operator_stopped:
             w.operator_stopped = False
-            self._save(self.store.set_operator_stopped, name, False)
+            life.history.save(life.store.set_operator_stopped, name, False)
         return w
 
     def start(self, name: str) -> dict[str, Any]:
         w = self._wanted(name)
         if w.state in ACTIVE:
             if w.state is S.STOPPING:
-                w.then = "start"
+                w.then = AfterStop.START
                 return {"name": name, "state": w.state, "message": "will start once stopped"}
             return {"name": name, "state": w.state, "message": "already running"}
-        self._operator_launch(w)
+        self.lifecycle.start_now(w)
         return {"name": name, "state": w.state, "pid": w.pid}
 
     def stop(self, name: str) -> dict[str, Any]:
         w = self.get(name)
+        life = self.lifecycle
         w.operator_stopped = True
-        self._save(self.store.set_operator_stopped, name, True)
+        life.history.save(life.store.set_operator_stopped, name, True)
         if w.state in (S.STOPPED, S.COMPLETED):
             return {"name": name, "state": w.state, "message": "not running"}
-        self._halt(w, "stopped", then=None)
+        life.halt(w, ExitReason.STOPPED, AfterStop.STAY)
         return {"name": name, "state": w.state}
 
     def restart(self, name: str) -> dict[str, Any]:
         w = self._wanted(name)
         if w.state in ACTIVE:
-            self._halt(w, "stopped", then="start")
+            self.lifecycle.halt(w, ExitReason.STOPPED, AfterStop.START)
         else:
-            self._operator_launch(w)
+            self.lifecycle.start_now(w)
         return {"name": name, "state": w.state, "pid": w.pid}
 
-    def stop_for_limit(self, name: str, reason: str) -> None:
+    def stop_for_limit(self, name: str, reason: ExitReason) -> None:
         """Stop a run that broke a limit (rss_limit, unhealthy); its run mode decides what next."""
-        w = self.workloads.get(name)
+        w = self.lifecycle.workloads.get(name)
         if w is not None and w.state in (S.STARTING, S.RUNNING):
-            self._stop_process(w, reason, then=None)
+            self.lifecycle.stop_run(w, reason, AfterStop.RUN_MODE)
 
     # ------------------------------------------------------------------ reload
 
-    def plan(self, desired: dict[str, WorkloadConfig]) -> ReloadPlan:
-        current = {n: (w.pending_cfg or w.cfg) for n, w in self.workloads.items()}
+    def plan(self, desired: Mapping[str, WorkloadConfig]) -> ReloadPlan:
+        current = {n: (w.pending_cfg or w.cfg) for n, w in self.lifecycle.workloads.items()}
         return plan_reload(current, desired)
 
-    def apply(self, desired: dict[str, WorkloadConfig]) -> ReloadPlan:
+    def apply(self, desired: Mapping[str, WorkloadConfig]) -> ReloadPlan:
         """Apply only the difference: unchanged workloads keep running untouched."""
+        life = self.lifecycle
         plan = self.plan(desired)
         for name in plan.remove:
-            self._halt(self.workloads[name], "stopped", then="remove")
+            life.halt(life.workloads[name], ExitReason.STOPPED, AfterStop.REMOVE)
         for name in plan.change:
-            w = self.workloads[name]
+            w = life.workloads[name]
             w.pending_cfg = desired[name]
             log.info("%s: config changed, restarting", name)
-            self._halt(w, "stopped", then="replace")
+            life.halt(w, ExitReason.STOPPED, AfterStop.REPLACE)
         for name in plan.add:
             log.info("%s: added", name)
-            self._add(desired[name])
+            life.add(desired[name])
         for name in plan.unchanged:
             # Keep runtime state; pick up the new file location for messages.
-            self.workloads[name].cfg = desired[name]
+            life.workloads[name].cfg = desired[name]
         return plan
-
-    # ------------------------------------------------------------------ shutdown
-
-    def shutdown(self) -> None:
-        """Stop every workload (stop signal, then SIGKILL after its stop_timeout)."""
-        self.shutting_down = True
-        for w in self.workloads.values():
-            for kind in ("tick", "retry"):
-                self.timers.cancel((kind, w.name))
-            if w.state in (S.STARTING, S.RUNNING):
-                self._stop_process(w, "stopped", then="stay")
-            elif w.state is S.STOPPING:
-                w.then = "stay"
-
-    def active_count(self) -> int:
-        return sum(1 for w in self.workloads.values() if w.process is not None)
-
-    def kill_all(self) -> None:
-        for w in self.workloads.values():
-            if w.pid is not None:
-                self.send_signal(w.pid, signal.SIGKILL)

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
+from mastercontrol.daemon.history import History
 from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.schedule import TickPlanner, wall_to_monotonic_deadline
 from mastercontrol.engine.states import ACTIVE, ProcState, Trigger
-from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.engine.timers import TimerHeap, TimerKey, TimerKind
 from mastercontrol.store.queries import Store
 
-log = logging.getLogger("mastercontrol.supervisor")
+log = logging.getLogger(__name__)
 
 
 class Ticks:
@@ -28,14 +28,14 @@ class Ticks:
         self,
         store: Store,
         clock: Clock,
-        timers: TimerHeap[tuple[str, str]],
-        save: Callable[..., Any],
+        timers: TimerHeap[TimerKey],
+        history: History,
         launch: Callable[[Workload, Trigger], None],
     ) -> None:
         self.store = store
         self.clock = clock
         self.timers = timers
-        self.save = save  # the lifecycle's store write that survives a failing database
+        self.save = history.save  # a store write that survives a failing database
         self.launch = launch
 
     def arm(self, w: Workload, catch_up: bool = False) -> None:
@@ -55,7 +55,8 @@ class Ticks:
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
         tick = w.planner.arm(now_wall)
         w.next_tick_wall = tick
-        self.timers.schedule(("tick", w.name), wall_to_monotonic_deadline(tick, now_wall, now_mono))
+        deadline = wall_to_monotonic_deadline(tick, now_wall, now_mono)
+        self.timers.schedule(TimerKey(TimerKind.TICK, w.name), deadline)
 
     def on_timer(self, w: Workload) -> None:
         if w.planner is None or w.operator_stopped or not w.cfg.enabled:

@@ -1,18 +1,29 @@
 """The runtime record of one supervised workload: its config, state and current child.
 
-Plain data owned by the Supervisor; nothing here acts. Imports only the standard library and
-sibling modules of the package.
+Plain data owned by the Lifecycle; nothing here acts. `AfterStop` says what follows a stop
+once the child is gone. Imports only the standard library and the package's own modules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from mastercontrol.config.model import WorkloadConfig
-from mastercontrol.engine.exitstatus import ExitStatus
+from mastercontrol.engine.exitstatus import ExitReason, ExitStatus
 from mastercontrol.engine.schedule import TickPlanner
 from mastercontrol.engine.states import ProcState
+
+
+class AfterStop(Enum):
+    """What follows a stop once the workload is idle (its child, if any, reaped)."""
+
+    STAY = "stay"  # stay stopped: operator stop, shutdown
+    START = "start"  # start again: restart, or a start asked for while stopping
+    REMOVE = "remove"  # forget the workload: reload removed its file
+    REPLACE = "replace"  # take the pending config and go on: reload changed its file
+    RUN_MODE = "run_mode"  # the run mode decides, as after an exit: a limit (timeout, rss, health)
 
 
 @dataclass
@@ -25,8 +36,8 @@ class Workload:
     runs: int = 0  # runs started in the current generation (n_times counting)
     started_mono: float | None = None
     started_wall: float | None = None
-    stop_reason: str | None = None  # why the master asked the current run to stop
-    then: str | None = None  # what follows the stop: start | remove | replace | stay
+    stop_reason: ExitReason | None = None  # why the master asked the current run to stop
+    then: AfterStop | None = None  # what follows the stop in progress
     pending_cfg: WorkloadConfig | None = None  # config to apply after a reload stop
     failures: int = 0  # consecutive quick failures (forever mode backoff)
     restarts: int = 0  # automatic restarts since the daemon started

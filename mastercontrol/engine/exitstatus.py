@@ -29,6 +29,7 @@ class ExitReason(StrEnum):
     RSS_LIMIT = "rss_limit"  # the master stopped it: resident memory over max_rss_mb
     UNHEALTHY = "unhealthy"  # the master stopped it: its health check kept failing
     SETUP_FAILED = "setup_failed"  # the bootstrap failed: setup, import or exec
+    SPAWN_FAILED = "spawn_failed"  # the master could not fork the run (recorded, never decoded)
 
 
 # Reasons the master gives when it asks a child to stop; passed to decode() as `stop_reason`.

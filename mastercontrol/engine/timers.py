@@ -1,17 +1,71 @@
-"""A monotonic deadline heap: the one timer source of the master loop.
+"""A monotonic deadline heap and the typed keys of the master's timers.
 
 Every delayed action of the daemon (cron tick, restart backoff, run timeout, stop deadline,
-health probe) is a key in one `TimerHeap`; `select()` sleeps for `timeout(now)`. Deadlines are
-monotonic seconds, never wall time. Imports only the standard library; it never reads a clock
-itself: callers pass `now`.
+health probe) is a `TimerKey` — a `TimerKind` and, for per-workload timers, the workload's
+name — in one `TimerHeap`; `select()` sleeps for `timeout(now)`. `TimerTable` is the one
+dispatcher: it maps every kind to its handler, refuses a table that misses a kind, and raises
+on a key of no known kind. Deadlines are monotonic seconds, never wall time. Imports only the
+standard library; it never reads a clock itself: callers pass `now`.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Mapping
+from enum import StrEnum
+from typing import Generic, NamedTuple, TypeVar
+
+
+class TimerKind(StrEnum):
+    """What a timer is for. Per-workload kinds carry the workload's name in their key."""
+
+    TICK = "tick"  # an agent's next cron tick
+    UP = "up"  # start_seconds passed: STARTING -> RUNNING
+    RETRY = "retry"  # backoff (or the slow FATAL retry) over
+    TIMEOUT = "timeout"  # the run exceeded `timeout`
+    KILL = "kill"  # stop_timeout passed: SIGKILL
+    HEALTH = "health"  # the next health probe, or a probe in flight to poll or give up on
+    SAMPLE = "sample"  # metrics and max_rss_mb
+    WATCHDOG = "watchdog"  # sd_notify WATCHDOG=1
+    HOUSEKEEPING = "housekeeping"  # reap check, idle IPC connections
+    SHUTDOWN = "shutdown"  # the shutdown deadline: kill what is left
+
+
+# The timers of one run of a workload, all cancelled when it exits or is removed.
+RUN_TIMERS = (TimerKind.UP, TimerKind.TIMEOUT, TimerKind.KILL)
+WORKLOAD_TIMERS = (TimerKind.TICK, TimerKind.RETRY, *RUN_TIMERS)
+
+
+class TimerKey(NamedTuple):
+    """One timer: its kind and the workload it belongs to ("" for the daemon's own)."""
+
+    kind: TimerKind
+    name: str = ""
+
+
+class UnknownTimer(LookupError):
+    """A timer key of a kind no handler is registered for: a bug, never silently dropped."""
+
+
+TimerHandler = Callable[[str], None]  # called with the key's name
+
+
+class TimerTable:
+    """The one timer dispatcher: every TimerKind has exactly one handler."""
+
+    def __init__(self, handlers: Mapping[TimerKind, TimerHandler]) -> None:
+        missing = [k.value for k in TimerKind if k not in handlers]
+        if missing:
+            raise ValueError(f"no handler for timer kinds: {', '.join(missing)}")
+        self._handlers = dict(handlers)
+
+    def dispatch(self, key: TimerKey) -> None:
+        handler = self._handlers.get(key[0])
+        if handler is None:
+            raise UnknownTimer(f"timer {key!r} has no handler (known kinds: {list(TimerKind)})")
+        handler(key[1])
+
 
 K = TypeVar("K", bound=Hashable)
 
@@ -22,7 +76,7 @@ _COMPACT_MIN = 64
 
 
 class TimerHeap(Generic[K]):
-    """Timers keyed by a hashable key, e.g. `("backoff", "svc1")`; one timer per key.
+    """Timers keyed by a hashable key, e.g. `TimerKey(TimerKind.RETRY, "svc1")`; one per key.
 
     Cancel and reschedule use lazy deletion: the heap keeps (deadline, seq, key) entries and a
     dict maps each live key to the seq (generation) of its current entry; an entry whose seq is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -267,3 +268,32 @@ def test_unusable_paths_exit_78_with_a_clear_message(tmp_path: Path) -> None:
         out = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
         assert out.returncode == 78, out.stderr
         assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_run_that_exits_on_its_own_leaves_no_grandchildren(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    # The workload backgrounds a grandchild in its own process group and exits at once: only
+    # the master's sweep of the group after the exit can take the grandchild with it.
+    gpid_file = tmp_path / "grandchild.pid"
+    script = f"sleep 300 & echo $! > {gpid_file}.tmp && mv {gpid_file}.tmp {gpid_file}"
+    daemon.write(
+        "leaver.yaml",
+        f"""\
+        name: leaver
+        type: script
+        max_runs: 1
+        command: [sh, -c, "{script}"]
+        """,
+    )
+    daemon.start()
+    grandchild = int(wait_for(lambda: gpid_file.exists() and gpid_file.read_text()))
+    st = daemon.wait_state("leaver", "COMPLETED")
+    assert st["last_exit"]["reason"] == "exit"
+    try:
+        wait_for(lambda: not pid_alive(grandchild), what="grandchild gone after the run's exit")
+    finally:  # if the sweep failed, do not leave the sleep behind (and kill nothing else)
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(grandchild)
+            if proc.cmdline()[:2] == ["sleep", "300"]:
+                proc.kill()

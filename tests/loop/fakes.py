@@ -1,4 +1,5 @@
-"""A fake spawner and signal sender for scripted histories of the Supervisor and MasterLoop."""
+"""A fake spawner and signal sender for scripted histories of the Lifecycle, the Supervisor and
+the MasterLoop."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 
 from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig, WorkloadType
+from mastercontrol.daemon.lifecycle import Lifecycle
+from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.engine.clock import FakeClock
-from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.engine.timers import TimerHeap, TimerKey
 from mastercontrol.store.open import open_store
+from mastercontrol.store.queries import Store
 
 # Above Linux's pid_max: a stray real signal to one of these can never hit a process.
 FAKE_PID_BASE = 5_000_000
@@ -76,11 +80,16 @@ def workload(name: str, kind: str = "service", **fields: object) -> WorkloadConf
 
 @dataclass
 class Rig:
+    life: Lifecycle
     sup: Supervisor
     clock: FakeClock
-    timers: TimerHeap[tuple[str, str]]
+    timers: TimerHeap[TimerKey]
     world: FakeWorld
     db: Path
+
+    @property
+    def store(self) -> Store:
+        return self.life.store
 
     def advance(self, seconds: float) -> None:
         """Move time on and fire every timer that comes due, in order."""
@@ -92,14 +101,15 @@ class Rig:
             due = self.timers.pop_due(self.clock.monotonic())
             if not due:
                 return
+            handlers = self.life.timer_handlers()
             for key in due:
-                self.sup.on_timer(key)
+                handlers[key.kind](key.name)
 
     def exit(self, name: str, code: int) -> None:
         """The live child of `name` exits with `code` (negative: killed by that signal)."""
         (child,) = self.world.live(name)
         child.code = code
-        self.sup.reap_all()
+        self.life.reap_all()
 
     def state(self, name: str) -> str:
         return self.sup.workloads[name].state.value
@@ -107,9 +117,9 @@ class Rig:
 
 def make_rig(tmp_path: Path, db_name: str = "state.db") -> Rig:
     clock = FakeClock(wall=1_800_000_000.0)  # 2027-01-15T08:00:00Z: a whole minute
-    timers: TimerHeap[tuple[str, str]] = TimerHeap()
+    timers: TimerHeap[TimerKey] = TimerHeap()
     world = FakeWorld(exit_on={signal.SIGTERM: -signal.SIGTERM, signal.SIGKILL: -signal.SIGKILL})
     db = tmp_path / db_name
     store, _ = open_store(db, clock.wall())
-    sup = Supervisor(store, clock, timers, tmp_path / "log", world.spawn, world.send)
-    return Rig(sup, clock, timers, world, db)
+    life = Lifecycle(store, clock, timers, Outputs(tmp_path / "log"), world.spawn, world.send)
+    return Rig(life, Supervisor(life), clock, timers, world, db)

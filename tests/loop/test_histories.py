@@ -7,6 +7,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+from mastercontrol.engine.timers import TimerKey, TimerKind
 from mastercontrol.store.open import open_store
 from tests.loop.fakes import Rig, make_rig, workload
 
@@ -22,7 +23,7 @@ def event_triggers(rig: Rig, name: str) -> list[str]:
 
 def test_service_becomes_running_after_start_seconds_and_restarts_at_once(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
-    rig.sup.boot({"svc": workload("svc", start_seconds=2)})
+    rig.life.boot({"svc": workload("svc", start_seconds=2)})
     assert rig.state("svc") == "STARTING"
     rig.advance(2)
     assert rig.state("svc") == "RUNNING"
@@ -36,12 +37,12 @@ def test_service_becomes_running_after_start_seconds_and_restarts_at_once(tmp_pa
 def test_quick_failures_back_off_exponentially_then_go_fatal(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     cfg = workload("svc", restart_delay=1, restart_delay_max=4, max_retries=3, fatal_retry_delay=60)
-    rig.sup.boot({"svc": cfg})
+    rig.life.boot({"svc": cfg})
     delays = []
     for _ in range(3):
         rig.exit("svc", 1)  # dies before start_seconds: a quick failure
         assert rig.state("svc") == "BACKOFF"
-        deadline = rig.timers.deadline(("retry", "svc"))
+        deadline = rig.timers.deadline(TimerKey(TimerKind.RETRY, "svc"))
         assert deadline is not None
         delays.append(deadline - rig.clock.monotonic())
         rig.advance(delays[-1])
@@ -58,7 +59,7 @@ def test_quick_failures_back_off_exponentially_then_go_fatal(tmp_path: Path) -> 
 
 def test_restart_delay_zero_restarts_immediately(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
-    rig.sup.boot({"svc": workload("svc", restart_delay=0, max_retries=10)})
+    rig.life.boot({"svc": workload("svc", restart_delay=0, max_retries=10)})
     rig.exit("svc", 1)
     rig.fire()
     assert rig.state("svc") == "STARTING" and rig.world.runs("svc") == 2
@@ -69,16 +70,16 @@ def test_script_runs_max_runs_then_completes_and_a_new_daemon_does_not_rerun_it(
 ) -> None:
     rig = make_rig(tmp_path)
     cfg = workload("batch", "script", max_runs=3)
-    rig.sup.boot({"batch": cfg})
+    rig.life.boot({"batch": cfg})
     for _ in range(3):
         assert rig.state("batch") == "RUNNING"
         rig.exit("batch", 0)
     assert rig.state("batch") == "COMPLETED"
     assert rig.world.runs("batch") == 3
-    rig.sup.store.close()
+    rig.store.close()
 
     again = make_rig(tmp_path)  # same db file: a daemon restart
-    again.sup.boot({"batch": cfg})
+    again.life.boot({"batch": cfg})
     assert again.state("batch") == "COMPLETED"
     assert again.world.runs("batch") == 0
     again.sup.start("batch")  # an operator start of a COMPLETED script: a new batch
@@ -88,13 +89,13 @@ def test_script_runs_max_runs_then_completes_and_a_new_daemon_does_not_rerun_it(
 def test_run_interrupted_by_daemon_death_counts_and_is_not_repeated(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     cfg = workload("batch", "script", max_runs=2)
-    rig.sup.boot({"batch": cfg})
+    rig.life.boot({"batch": cfg})
     rig.exit("batch", 0)
     assert rig.world.runs("batch") == 2  # the second run is going when the daemon "dies"
-    rig.sup.store.close()
+    rig.store.close()
 
     again = make_rig(tmp_path)
-    again.sup.boot({"batch": cfg})
+    again.life.boot({"batch": cfg})
     assert again.state("batch") == "COMPLETED"
     assert again.world.runs("batch") == 0
     # The dead daemon's open run was closed, and its process group got a SIGKILL.
@@ -103,7 +104,7 @@ def test_run_interrupted_by_daemon_death_counts_and_is_not_repeated(tmp_path: Pa
 
 def test_agent_runs_on_each_tick_and_a_tick_during_a_run_is_skipped(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
-    rig.sup.boot({"agent": workload("agent", "agent", schedule="* * * * *")})
+    rig.life.boot({"agent": workload("agent", "agent", schedule="* * * * *")})
     assert rig.state("agent") == "SCHEDULED"
     rig.advance(60)
     assert rig.state("agent") == "RUNNING" and rig.world.runs("agent") == 1
@@ -119,7 +120,7 @@ def test_agent_runs_on_each_tick_and_a_tick_during_a_run_is_skipped(tmp_path: Pa
 
 def test_wall_clock_jump_forward_gives_one_run_not_a_burst(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
-    rig.sup.boot({"agent": workload("agent", "agent", schedule="* * * * *")})
+    rig.life.boot({"agent": workload("agent", "agent", schedule="* * * * *")})
     rig.clock.jump_wall(3 * 3600)  # NTP steps the clock three hours on
     rig.advance(60)
     assert rig.world.runs("agent") == 1
@@ -132,27 +133,27 @@ def test_missed_ticks_follow_catch_up_after_downtime(tmp_path: Path) -> None:
     for policy, expected in (("skip", 0), ("once", 1)):
         rig = make_rig(tmp_path, f"{policy}.db")
         cfg = workload("agent", "agent", schedule="* * * * *", catch_up=policy)
-        rig.sup.boot({"agent": cfg})
+        rig.life.boot({"agent": cfg})
         rig.advance(60)
         rig.exit("agent", 0)
-        rig.sup.store.close()
+        rig.store.close()
         later = make_rig(tmp_path, f"{policy}.db")
         later.clock.advance(rig.clock.wall() - later.clock.wall() + 3600)  # down for an hour
-        later.sup.boot({"agent": cfg})
+        later.life.boot({"agent": cfg})
         assert later.world.runs("agent") == expected, policy
 
 
 def test_timeout_sends_stop_signal_then_sigkill_and_records_timeout(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     rig.world.exit_on = {signal.SIGKILL: -signal.SIGKILL}  # it ignores SIGTERM
-    rig.sup.boot({"job": workload("job", "script", max_runs=1, timeout=5, stop_timeout=2)})
+    rig.life.boot({"job": workload("job", "script", max_runs=1, timeout=5, stop_timeout=2)})
     pid = rig.world.children[0].pid
     rig.advance(5)
     assert rig.state("job") == "STOPPING"
     assert (pid, signal.SIGTERM) in rig.world.signals
     rig.advance(2)
     assert (pid, signal.SIGKILL) in rig.world.signals
-    rig.sup.reap_all()
+    rig.life.reap_all()
     assert rig.state("job") == "COMPLETED"
     last = rig.sup.workloads["job"].last_exit
     assert last is not None and last.reason == "timeout"
@@ -161,23 +162,23 @@ def test_timeout_sends_stop_signal_then_sigkill_and_records_timeout(tmp_path: Pa
 def test_operator_stop_is_remembered_and_start_clears_it(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     cfg = workload("svc")
-    rig.sup.boot({"svc": cfg})
+    rig.life.boot({"svc": cfg})
     rig.sup.stop("svc")
-    rig.sup.reap_all()
+    rig.life.reap_all()
     assert rig.state("svc") == "STOPPED"
-    rig.sup.store.close()
+    rig.store.close()
     again = make_rig(tmp_path)
-    again.sup.boot({"svc": cfg})
+    again.life.boot({"svc": cfg})
     assert again.state("svc") == "STOPPED" and again.world.runs("svc") == 0
     again.sup.start("svc")
     assert again.state("svc") == "STARTING"
-    assert "svc" not in again.sup.store.operator_stopped_names()
+    assert "svc" not in again.store.operator_stopped_names()
 
 
 def test_reload_restarts_changed_keeps_unchanged_and_removes_dropped(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     keep, change, drop = workload("keep"), workload("change"), workload("drop")
-    rig.sup.boot({"keep": keep, "change": change, "drop": drop})
+    rig.life.boot({"keep": keep, "change": change, "drop": drop})
     kept_child = rig.world.live("keep")[0]
     plan = rig.sup.apply(
         {"keep": keep, "change": workload("change", tags=("new",)), "add": workload("add")}
@@ -188,7 +189,7 @@ def test_reload_restarts_changed_keeps_unchanged_and_removes_dropped(tmp_path: P
         ("change",),
         ("keep",),
     )
-    rig.sup.reap_all()
+    rig.life.reap_all()
     assert rig.world.live("keep") == [kept_child]
     assert "drop" not in rig.sup.workloads and not rig.world.live("drop")
     assert rig.sup.workloads["change"].cfg.tags == ("new",)
@@ -199,7 +200,7 @@ def test_reload_restarts_changed_keeps_unchanged_and_removes_dropped(tmp_path: P
 def test_spawn_failure_backs_off_instead_of_crashing(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     rig.world.fail_spawns = 1
-    rig.sup.boot({"svc": workload("svc")})
+    rig.life.boot({"svc": workload("svc")})
     assert rig.state("svc") == "BACKOFF"
     rig.advance(1)
     assert rig.state("svc") == "STARTING"
@@ -207,3 +208,27 @@ def test_spawn_failure_backs_off_instead_of_crashing(tmp_path: Path) -> None:
     reasons = [r.reason for r in store.recent_runs("svc")]
     store.close()
     assert reasons == [None, "spawn_failed"]
+
+
+def test_a_stop_during_a_restart_leaves_the_workload_stopped(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.world.exit_on = {signal.SIGKILL: -signal.SIGKILL}  # it takes its time on SIGTERM
+    rig.life.boot({"svc": workload("svc", stop_timeout=5)})
+    rig.sup.restart("svc")
+    assert rig.state("svc") == "STOPPING"
+    rig.sup.stop("svc")  # the operator changes their mind before the old run is gone
+    rig.advance(5)  # SIGKILL
+    rig.life.reap_all()
+    assert rig.state("svc") == "STOPPED"
+    assert rig.world.runs("svc") == 1
+
+
+def test_a_stop_during_a_reload_removal_still_removes_the_workload(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.world.exit_on = {signal.SIGKILL: -signal.SIGKILL}
+    rig.life.boot({"svc": workload("svc", stop_timeout=5)})
+    rig.sup.apply({})
+    rig.sup.stop("svc")
+    rig.advance(5)
+    rig.life.reap_all()
+    assert "svc" not in rig.sup.workloads

@@ -104,7 +104,7 @@ def test_sighup_reloads_and_sigterm_stops_everything(
     os.kill(os.getpid(), signal.SIGTERM)
     loop.step(max_wait=1)
     assert loop.supervisor.shutting_down
-    loop.supervisor.reap_all()  # the fake children died of SIGTERM at once
+    loop.lifecycle.reap_all()  # the fake children died of SIGTERM at once
     loop.step(max_wait=0)
     assert loop.done
     assert not world.live("svc") and not world.live("extra")
@@ -120,3 +120,17 @@ def test_an_idle_loop_sleeps_until_its_next_deadline(
     loop.step(max_wait=0)
     nxt = loop.timers.timeout(clock.monotonic())
     assert nxt is not None and nxt > 0.5  # nothing else is due soon: no busy polling
+
+
+def test_a_new_connection_on_a_reused_fd_number_is_served(
+    rig: tuple[MasterLoop, FakeWorld, Configs, FakeClock],
+) -> None:
+    loop, _, _, _ = rig
+    for _ in range(3):  # each connection closes before the next: the kernel reuses its number
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(loop.control.path))
+        assert call(loop, client, "ping")["ok"] is True
+        client.close()
+        for _ in range(5):
+            loop.step(max_wait=0.01)  # the master sees the EOF and closes its end
+    assert loop.control.registrations().keys() == {loop.control.listener.fileno()}

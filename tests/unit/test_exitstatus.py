@@ -35,6 +35,7 @@ def test_reason_strings_are_stable() -> None:
         "rss_limit",
         "unhealthy",
         "setup_failed",
+        "spawn_failed",
     }
 
 

@@ -1,4 +1,5 @@
-"""TimerHeap: ordering, replacement, cancellation, select() timeouts and bounded growth."""
+"""TimerHeap: ordering, replacement, cancellation, select() timeouts and bounded growth; the
+TimerTable dispatcher and its typed keys."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import random
 
 import pytest
 
-from mastercontrol.engine.timers import TimerHeap
+from mastercontrol.engine.timers import (
+    TimerHandler,
+    TimerHeap,
+    TimerKey,
+    TimerKind,
+    TimerTable,
+    UnknownTimer,
+)
 
 
 def test_pop_due_returns_due_keys_in_deadline_order_and_keeps_later_ones() -> None:
@@ -153,3 +161,33 @@ def test_random_operations_match_a_plain_dict_model() -> None:
         keys = heap.keys()
         assert set(keys) == set(model)
         assert [model[k] for k in keys] == sorted(model.values())
+
+
+def test_timer_table_refuses_a_table_that_misses_a_kind() -> None:
+    def ignore(name: str) -> None:
+        pass
+
+    handlers: dict[TimerKind, TimerHandler] = {k: ignore for k in TimerKind if k != "kill"}
+    with pytest.raises(ValueError, match="no handler for timer kinds: kill"):
+        TimerTable(handlers)
+
+
+def test_timer_table_dispatches_by_kind_and_fails_loudly_on_an_unknown_kind() -> None:
+    seen: list[tuple[TimerKind, str]] = []
+
+    def handler(kind: TimerKind) -> TimerHandler:
+        return lambda name: seen.append((kind, name))
+
+    table = TimerTable({k: handler(k) for k in TimerKind})
+    table.dispatch(TimerKey(TimerKind.RETRY, "svc"))
+    table.dispatch(TimerKey(TimerKind.HOUSEKEEPING))
+    assert seen == [(TimerKind.RETRY, "svc"), (TimerKind.HOUSEKEEPING, "")]
+    with pytest.raises(UnknownTimer, match="bogus"):
+        table.dispatch(("bogus", "svc"))  # type: ignore[arg-type]
+
+
+def test_timer_keys_equal_the_plain_tuples_they_replace() -> None:
+    heap: TimerHeap[TimerKey] = TimerHeap()
+    heap.schedule(TimerKey(TimerKind.RETRY, "svc"), 1.0)
+    assert ("retry", "svc") in heap
+    assert heap.pop_due(1.0) == [TimerKey(TimerKind.RETRY, "svc")]
