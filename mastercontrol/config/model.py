@@ -164,6 +164,12 @@ class CentralSettings:
     api_token_file: str | None = None
     stale_after_seconds: float = 90.0
     offline_after_seconds: float = 300.0
+    flush_interval_seconds: float = 5.0
+    accept_unknown_clients: bool = False
+    history_sample_seconds: float = 300.0
+    history_full_resolution_hours: float = 24.0
+    history_retention_days: float = 7.0
+    client_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,9 @@ class InventoryClient:
     workloads: tuple[str, ...] = ()  # workload names deployed there; empty = all
     env: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    api_url: str | None = None  # where the central calls this client's API
+    api_token: str | None = field(default=None, repr=False)  # never in a log line
+    api_token_file: str | None = None
 
 
 @dataclass(frozen=True)

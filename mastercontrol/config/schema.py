@@ -238,6 +238,20 @@ CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
             "A client silent this long is shown stale."),
     Setting("offline_after_seconds", NUMBER, MODEL, positive_number,
             "A client silent this long is shown offline."),
+    Setting("flush_interval_seconds", NUMBER, MODEL, positive_number,
+            "Heartbeats are kept in memory and written to the fleet DB in one transaction "
+            "this often; a crash loses at most this much."),
+    Setting("accept_unknown_clients", BOOLEAN, MODEL, None,
+            "Accept heartbeats (with central.api_token) from names inventory.yaml does not "
+            "list; they are shown, never called."),
+    Setting("history_sample_seconds", NUMBER, MODEL, positive_number,
+            "At most one metrics sample per client this often goes into the history."),
+    Setting("history_full_resolution_hours", NUMBER, MODEL, positive_number,
+            "History older than this is averaged into one point per client and hour."),
+    Setting("history_retention_days", NUMBER, MODEL, positive_number,
+            "History older than this is deleted."),
+    Setting("client_timeout_seconds", NUMBER, MODEL, positive_number,
+            "How long a remote call to a client's API may take before it is a 504."),
 ))  # fmt: skip
 
 DAEMON_FILE: tuple[Setting, ...] = (
@@ -257,6 +271,14 @@ INVENTORY_DEFAULTS: tuple[Setting, ...] = _bound(model.InventoryClient, (
     Setting("env", STRING_MAP, MODEL, env_names,
             "Environment for the client's daemon; merged over defaults' env."),
     Setting("tags", STRING_LIST, MODEL, None, "Labels for selecting clients."),
+    Setting("api_url", STRING, None, url,
+            "Where the central calls the client's API; default: the URL of its latest "
+            "heartbeat, accepted only when its host is this client's host."),
+    Setting("api_token", STRING, None, non_empty,
+            "The client's own token (its fleet.api_token): its heartbeats must carry it and "
+            "the central calls its API with it. Default: central.api_token."),
+    Setting("api_token_file", STRING, None, absolute_path,
+            "File holding that token; not readable by every user. Not with api_token."),
 ))  # fmt: skip
 
 INVENTORY_CLIENT: tuple[Setting, ...] = _bound(model.InventoryClient, (

@@ -1,0 +1,227 @@
+"""The `@central-api` internal service: the central API under Waitress, plus its flush thread.
+
+Owns the service's life: read `central:` of daemon.yaml and inventory.yaml, open the fleet DB,
+fill the coalescer, serve until SIGTERM, and flush the coalesced heartbeats every
+`central.flush_interval_seconds` from one background thread (this is a child of the master, not
+the master: threads are fine here). The inventory is re-imported when its file changes and on
+SIGHUP. On stop the last interval is flushed. Called by the child bootstrap as
+`main(**params)` with the internal-service params (config_dir, socket_path, state_dir,
+log_dir, section_digest); no secret is ever a param. Must not import daemon/ or child/.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import waitress.server
+
+from mastercontrol.api.central_app import Central, create_central_app
+from mastercontrol.api.server import TUNING, serve
+from mastercontrol.config.load import load_daemon_config, load_inventory
+from mastercontrol.config.model import CentralSettings
+from mastercontrol.config.secrets import SecretError, resolve_token
+from mastercontrol.errors import EX_CONFIG, MasterControlError
+from mastercontrol.fleet.coalescer import Coalescer
+from mastercontrol.fleet.fleetstore import SqliteFleetStore
+from mastercontrol.fleet.liveness import LivenessRule
+from mastercontrol.fleet.roster import Roster, RosterEntry
+
+log = logging.getLogger("mastercontrol.central")
+
+# The control host is not a Pi Zero: more threads for the heartbeat flood, and a deep backlog
+# so a reconnect storm queues in the kernel instead of being refused. connection_limit stays
+# bounded: past it Waitress stops accepting instead of spinning (the cliff in issue 10).
+CENTRAL_TUNING: dict[str, Any] = {
+    **TUNING,
+    "threads": 8,
+    "connection_limit": 256,
+    "backlog": 2048,
+    "channel_timeout": 60,
+}
+PRUNE_EVERY = 3600.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def inventory_file(config_dir: Path, settings: CentralSettings) -> Path:
+    if not settings.inventory_path:
+        return config_dir / "inventory.yaml"
+    path = Path(settings.inventory_path)
+    return path if path.is_absolute() else config_dir / path
+
+
+def fleet_db(state_dir: Path, config_dir: Path, settings: CentralSettings) -> Path:
+    if not settings.db_path:
+        return state_dir / "fleet.db"
+    path = Path(settings.db_path)
+    return path if path.is_absolute() else config_dir / path
+
+
+def load_roster(
+    path: Path, shared_token: str | None, accept_unknown: bool
+) -> tuple[Roster, list[RosterEntry]]:
+    """inventory.yaml as a Roster; problems are logged (the file may be absent: no clients)."""
+    entries: list[RosterEntry] = []
+    if path.exists():
+        inventory, problems = load_inventory(path)
+        for problem in problems:
+            log.error("inventory: %s", problem)
+        for c in inventory.clients:
+            try:
+                token = resolve_token(c.api_token, c.api_token_file)
+            except SecretError as exc:
+                # Never fall back to the shared token for a client whose own token is broken:
+                # a token nobody holds locks it out until the file is fixed.
+                log.error("inventory: client %s: %s; its heartbeats are refused", c.name, exc)
+                token = secrets.token_hex(32)
+            entries.append(RosterEntry(c.name, c.host, tags=c.tags, api_url=c.api_url, token=token))
+    else:
+        log.info("no inventory at %s: only clients that heartbeat are known", path)
+    return Roster(entries, shared_token, accept_unknown), entries
+
+
+class Flusher(threading.Thread):
+    """Flushes every interval, prunes the history hourly, re-imports a changed inventory."""
+
+    def __init__(self, central: Central, settings: CentralSettings, inventory: Path) -> None:
+        super().__init__(name="central-flush", daemon=True)
+        self.central = central
+        self.settings = settings
+        self.inventory = inventory
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self._inventory_stamp = _stamp(inventory)
+        self._next_prune = 0.0
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.settings.flush_interval_seconds):
+            self.tick()
+
+    def tick(self) -> None:
+        stamp = _stamp(self.inventory)
+        if self.reload_requested.is_set() or stamp != self._inventory_stamp:
+            self.reload_requested.clear()
+            self._inventory_stamp = stamp
+            self.reload_inventory()
+        try:
+            stats = self.central.coalescer.flush()
+            if stats.seconds > self.settings.flush_interval_seconds / 2:
+                log.warning("slow flush: %d clients in %.2f s", stats.clients, stats.seconds)
+            now = time.monotonic()
+            if now >= self._next_prune:
+                self._next_prune = now + PRUNE_EVERY
+                s = self.settings
+                self.central.store.prune(
+                    self.central.clock(),
+                    retention=s.history_retention_days * 86400,
+                    full_resolution=s.history_full_resolution_hours * 3600,
+                )
+        except MasterControlError as exc:
+            self.central.flush_errors += 1
+            log.error("flush failed (kept for the next one): %s", exc)
+
+    def reload_inventory(self) -> None:
+        roster, entries = load_roster(
+            self.inventory, self.central.operator_token, self.settings.accept_unknown_clients
+        )
+        self.central.roster = roster
+        self.central.coalescer.set_inventory(entries)
+        log.info("inventory loaded: %d clients", len(entries))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def main(
+    config_dir: str,
+    socket_path: str = "",
+    state_dir: str = ".",
+    log_dir: str = ".",
+    section_digest: str = "",
+    **_future: Any,
+) -> None:
+    """Run the central API until SIGTERM. Exits 78 (EX_CONFIG) on an unusable configuration."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    config = Path(config_dir)
+    cfg, problems = load_daemon_config(config / "daemon.yaml")
+    if problems:
+        # With a problem the loader returns the defaults: serving them would be a surprise.
+        for problem in problems:
+            log.error("%s", problem)
+        sys.exit(EX_CONFIG)
+    settings = cfg.central
+    try:
+        token = resolve_token(settings.api_token, settings.api_token_file)
+    except SecretError as exc:
+        log.error("central.api_token_file: %s", exc)
+        sys.exit(EX_CONFIG)
+    if token is None and not is_loopback(settings.host):
+        log.error(
+            "refusing to listen on %s without central.api_token (or api_token_file)",
+            settings.host,
+        )
+        sys.exit(EX_CONFIG)
+    inventory = inventory_file(config, settings)
+    store = SqliteFleetStore(fleet_db(Path(state_dir), config, settings))
+    rule = LivenessRule(
+        settings.stale_after_seconds, settings.offline_after_seconds, started_at=time.time()
+    )
+    coalescer = Coalescer(store, rule, sample_every=settings.history_sample_seconds)
+    coalescer.load()
+    roster, entries = load_roster(inventory, token, settings.accept_unknown_clients)
+    coalescer.set_inventory(entries)
+    central = Central(
+        coalescer=coalescer,
+        store=store,
+        roster=roster,
+        operator_token=token,
+        client_timeout=settings.client_timeout_seconds,
+    )
+    server = waitress.server.create_server(
+        create_central_app(central), host=settings.host, port=settings.port, **CENTRAL_TUNING
+    )
+    flusher = Flusher(central, settings, inventory)
+
+    def _hup(signum: int, _frame: FrameType | None) -> None:
+        flusher.reload_requested.set()
+
+    signal.signal(signal.SIGHUP, _hup)
+    flusher.start()
+    log.info(
+        "central API on http://%s:%s (pid %d, %d inventory clients)",
+        settings.host, settings.port, os.getpid(), len(entries),
+    )  # fmt: skip
+    try:
+        serve(server)
+    finally:
+        flusher.stopping.set()
+        flusher.join(timeout=settings.flush_interval_seconds + 5)
+        try:
+            coalescer.flush()  # the last interval is not lost on a clean stop
+        except MasterControlError as exc:
+            log.error("last flush failed: %s", exc)
+        store.close()
