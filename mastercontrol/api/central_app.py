@@ -40,6 +40,7 @@ PREFIX = "/api/v1"
 HEARTBEAT_PATH = f"{PREFIX}/heartbeat"
 HEARTBEAT_MAX_BYTES = 256 * 1024  # a heartbeat is ~2 KB; a config push may be 1 MiB
 MAX_PAGE = 1000
+MAX_ID = 2**63 - 1  # sqlite's INTEGER range: a larger id cannot exist
 DAY = 86400.0
 
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S{1,4096})")
@@ -280,19 +281,26 @@ def create_central_app(central: Central) -> bottle.Bottle:
         bottle.response.status = 201
         return central.store.create_deployment(fields, central.clock())
 
+    def unknown_deployment(deployment_id: int) -> APIError:
+        return APIError(404, "unknown_deployment", f"no deployment {deployment_id}")
+
     @app.get(f"{PREFIX}/deployments/<deployment_id:int>")  # type: ignore[untyped-decorator]
     def deployment(deployment_id: int) -> dict[str, Any]:
+        if not 0 <= deployment_id <= MAX_ID:
+            raise unknown_deployment(deployment_id)
         found = central.store.deployment(deployment_id)
         if found is None:
-            raise APIError(404, "unknown_deployment", f"no deployment {deployment_id}")
+            raise unknown_deployment(deployment_id)
         return found
 
     @app.route(f"{PREFIX}/deployments/<deployment_id:int>", method="PATCH")  # type: ignore[untyped-decorator]
     def patch_deployment(deployment_id: int) -> dict[str, Any]:
+        if not 0 <= deployment_id <= MAX_ID:
+            raise unknown_deployment(deployment_id)
         fields = views.deployment_fields(read_json(bottle.request), partial=True)
         found = central.store.update_deployment(deployment_id, fields, central.clock())
         if found is None:
-            raise APIError(404, "unknown_deployment", f"no deployment {deployment_id}")
+            raise unknown_deployment(deployment_id)
         return found
 
     @app.get(f"{PREFIX}/events")  # type: ignore[untyped-decorator]
