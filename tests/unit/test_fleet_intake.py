@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mastercontrol.fleet.heartbeat import build_payload
 from mastercontrol.fleet.intake import HeartbeatInvalid, parse_heartbeat
 
 
@@ -43,7 +44,7 @@ def test_a_full_heartbeat_is_kept_with_only_the_known_fields() -> None:
     assert hb.api_url == "http://10.0.0.5:9100"
     assert hb.workloads[0] == {
         "name": "web", "state": "RUNNING", "pid": 42, "version": "1.0", "runs": 3,
-        "restarts": 0, "last_exit": {"code": 0, "reason": "exit"},
+        "restarts": 0, "last_exit": {"code": 0, "reason": "exit"}, "internal": False,
     }  # fmt: skip
     assert hb.fatal_workloads() == {"@client-api"}
 
@@ -106,3 +107,17 @@ def test_a_huge_system_object_is_cut_down() -> None:
     hb = parse_heartbeat(body(system=system))
     assert len(hb.system) == 64
     assert hb.system["k0"] == {"deep": {"deeper": None}}
+
+
+def test_what_the_heartbeat_sender_builds_is_accepted() -> None:
+    # The sender's own builder (fleet/heartbeat.py), with a `list` view as the master gives it.
+    view = {"name": "@client-api", "state": "RUNNING", "pid": 9, "version": None, "runs": 1,
+            "restarts": 0, "last_exit": None, "internal": True, "tags": ["x"]}  # fmt: skip
+    body = build_payload(
+        client_name="pi-01", sent_at=1_700_000_000.123, daemon_version="0.9", release=None,
+        workloads=[view], system={"cpu_percent": 1.0, "load": [0.1, 0.2, 0.3]},
+        api_url="http://127.0.0.1:9100", master={"pid": 1, "uptime_seconds": 5.0},
+    )  # fmt: skip
+    hb = parse_heartbeat(body)
+    assert hb.client_name == "pi-01" and hb.workloads[0]["internal"] is True
+    assert hb.metrics()["load1"] == 0.1
