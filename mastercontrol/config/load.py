@@ -32,7 +32,15 @@ from mastercontrol.config.model import (
     WorkloadType,
 )
 from mastercontrol.config.schema import Setting
-from mastercontrol.config.yamlsource import Map, Node, Problem, Scalar, kind_of, parse
+from mastercontrol.config.yamlsource import (
+    MAX_INVENTORY_VALUES,
+    Map,
+    Node,
+    Problem,
+    Scalar,
+    kind_of,
+    parse,
+)
 
 _C = TypeVar("_C")
 
@@ -312,7 +320,7 @@ def load_daemon_config(path: str | os.PathLike[str]) -> tuple[DaemonConfig, list
 
 
 def _inventory_from_text(text: str, source: str) -> tuple[Inventory, list[Problem]]:
-    node, problems = parse(text)
+    node, problems = parse(text, MAX_INVENTORY_VALUES)
     top = None if problems else _top_mapping(node, "sections (defaults, clients)", problems)
     if top is None:
         return Inventory(source=source), problems

@@ -143,8 +143,11 @@ def to_python(node: Node) -> Any:
     return node.value
 
 
-def parse(text: str) -> tuple[Node | None, list[Problem]]:
+def parse(text: str, max_values: int | None = None) -> tuple[Node | None, list[Problem]]:
     """Compose `text`; return its root node (None if empty or unusable) and the problems found.
+
+    `max_values` (default MAX_VALUES) bounds the values of the expanded document; only
+    inventory.yaml, which lists a whole fleet, asks for more.
 
     A syntax error, a refused tag or a duplicate key makes the document unusable for loading;
     the caller rejects the file when the problem list is not empty.
@@ -170,13 +173,16 @@ def parse(text: str) -> tuple[Node | None, list[Problem]]:
         return None, []
     problems: list[Problem] = []
     try:
-        node = _convert(root, "", _Constructor(), problems)
+        node = _convert(root, "", _Constructor(max_values or MAX_VALUES), problems)
     except _Unusable as exc:
         return None, [exc.problem]
     return node, problems
 
 
 MAX_VALUES = 10_000  # far above any real config; stops alias bombs ("billion laughs")
+# inventory.yaml: ~10 values per client, so room for 100,000 clients (issue 10 targets 50,000);
+# still a bound, so an alias bomb stops here too.
+MAX_INVENTORY_VALUES = 1_000_000
 
 
 class _Unusable(Exception):
@@ -191,15 +197,16 @@ class _Constructor(yaml.SafeLoader):
     here into a tree, so counted) or contain itself (a cycle, refused).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_values: int) -> None:
         super().__init__("")
+        self.max_values = max_values
         self.values = 0
         self.open: set[int] = set()
 
     def enter(self, node: yaml.Node) -> None:
         self.values += 1
-        if self.values > MAX_VALUES:
-            msg = f"too many values (over {MAX_VALUES}, aliases included)"
+        if self.values > self.max_values:
+            msg = f"too many values (over {self.max_values}, aliases included)"
             raise _Unusable(Problem(_line(node), "", msg))
         if id(node) in self.open:
             raise _Unusable(Problem(_line(node), "", "an alias refers to its own anchor"))
