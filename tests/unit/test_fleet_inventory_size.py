@@ -1,5 +1,6 @@
-"""inventory.yaml lists a whole fleet: more values than any other file may hold load (3,000
-clients are over 10,000 values; the central's target is 50,000 clients), while the value bound that stops alias bombs still holds for it and for every other file."""
+"""inventory.yaml lists a whole fleet: it may hold more values than any other file (3,000
+clients are over 10,000 values; the central's target is 50,000 clients), while the bound that
+stops alias bombs still holds for it and for every other file."""
 
 from __future__ import annotations
 
