@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from mastercontrol.fleet.heartbeat import (
     heartbeat_url,
     workload_entry,
 )
-from mastercontrol.fleet.heartbeat_service import failure_reason
+from mastercontrol.fleet.heartbeat_service import HeartbeatService, Settings, failure_reason
+from mastercontrol.ipc.client import MasterClient
 
 
 class FakeClock:
@@ -223,3 +225,44 @@ def test_failure_reasons_are_short_and_name_the_cause() -> None:
         "Connection reset by peer"
     )
     assert failure_reason(urllib.error.URLError("unknown url type: ftp")) == "unknown url type: ftp"
+
+
+# --- the service loop, with an injected sender, clock and sleep ---------------------------------
+
+
+def test_the_service_loop_sends_at_once_then_backs_off_and_counts_its_own_time(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    slept: list[float] = []
+    sent: list[dict[str, Any]] = []
+    outcomes = iter([None, OSError(111, "Connection refused"), OSError(111, "x"), None])
+
+    def send(body: dict[str, Any]) -> None:
+        clock.now += 0.25  # each POST takes a quarter second
+        sent.append(body)
+        error = next(outcomes)
+        if error is not None:
+            raise error
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    settings = Settings("pi-1", "http://c/api/v1/heartbeat", 10.0, None, "http://pi-1:9100")
+    service = HeartbeatService(
+        settings,
+        MasterClient(tmp_path / "no-daemon.sock", timeout=1.0),
+        {"state": tmp_path},
+        send=send,
+        clock=clock,
+        sleep=sleep,
+    )
+    service.policy.rand = lambda: 0.5  # no jitter: exact delays
+    service.run(beats=4)
+    assert len(sent) == 4  # the first went out before any sleep
+    # interval 10 s after the success, then backoff 10 s, 20 s; minus the POST's own 0.25 s.
+    assert slept == [9.75, 9.75, 19.75]
+    assert all(b["master"]["reachable"] is False for b in sent)
+    assert service.master_down is True
+    assert service.policy.failures == 0
