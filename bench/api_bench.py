@@ -3,7 +3,8 @@
 Starts a real mastercontrold with N idle workloads (bench/drivers.py), then the client API as
 the master would run it (`mastercontrol.api.client_service.main(**params)`, Waitress on
 127.0.0.1 and a free port), drives it for a bounded time from a few keep-alive HTTP clients
-and reports requests/s, latency and the API child's memory. Only 127.0.0.1 is ever used.
+and reports requests/s and latency (`workloads`, then `health` and `/metrics` for scale) and
+the API child's memory. Only 127.0.0.1 is ever used.
 
     .venv/bin/python bench/api_bench.py [--workloads 50] [--seconds 10] [--clients 4]
 """
@@ -148,6 +149,7 @@ def run(workloads: int, seconds: float, clients: int) -> dict[str, Any]:
         results = [
             load(port, "/api/v1/workloads", token, seconds, clients),
             load(port, "/api/v1/health", token, seconds / 2, clients),
+            load(port, "/metrics", token, seconds / 2, clients),  # list + one status each
         ]
         mem = proc.memory_full_info()
         return {
