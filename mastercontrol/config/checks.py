@@ -170,6 +170,8 @@ MEMORY_MB_RANGE = (
 
 
 def name_pattern(value: str) -> str:
+    if value.startswith("@"):  # config/internal.py: @client-api, @heartbeat, ...
+        raise ValueError(f"{value!r}: names starting with '@' are reserved for internal services")
     if not _NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name: use letters, digits, '_', '.', '-'")
     return value

@@ -33,7 +33,7 @@ PREVIOUS_DIR = "config-previous"
 STAGING_DIR = "config-staging"
 MAX_FILES = 1000  # files in one push
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,250}\.ya?ml")
-FILE_MODE = 0o644  # of a new file; a replaced file keeps its mode
+FILE_MODE = 0o644  # of a new file, narrowed by the umask; a replaced file keeps its mode
 
 LoadConfig = Callable[[Path], ConfigSet]
 Reload = Callable[[], dict[str, Any]]  # the normal reload path: {"dry_run", "plan"}
@@ -200,9 +200,9 @@ class ConfigPush:
         for name, data in change.write.items():
             path = self.config_dir / name
             try:
-                mode = path.stat().st_mode & 0o7777
+                mode: int | None = path.stat().st_mode & 0o7777
             except FileNotFoundError:
-                mode = FILE_MODE
+                mode = None  # a new file: 0644 narrowed by the daemon's umask
             write_atomic(path, data, mode)
         for name in change.remove:
             with contextlib.suppress(FileNotFoundError):
@@ -211,15 +211,18 @@ class ConfigPush:
         return {"written": sorted(change.write), "removed": sorted(change.remove)}
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` so a reader sees the old file or the new one, never half."""
+def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
+    """Write `data` to `path` so a reader sees the old file or the new one, never half.
+    `mode`: exactly this mode (a replaced file keeps its own); None: FILE_MODE & ~umask."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, FILE_MODE if mode is None else mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), mode)  # the umask must not narrow a replaced file's mode
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)  # the umask must not narrow a replaced file's mode
             os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
