@@ -320,11 +320,13 @@ class Lifecycle:
             self.history.transition(w, T.STOP, reason)  # -> STOPPED
         self._after_stop(w, then)
 
-    def stop_all(self) -> None:
-        """Shutdown: stop every workload (stop signal, then SIGKILL after its stop_timeout);
-        nothing starts again."""
+    def stop_all(self, which: Callable[[Workload], bool] = lambda w: True) -> None:
+        """Shutdown: stop every workload `which` selects (stop signal, then SIGKILL after its
+        stop_timeout); nothing starts again."""
         self.shutting_down = True
         for w in self.workloads.values():
+            if not which(w):
+                continue
             self.timers.cancel(TimerKey(K.TICK, w.name))
             self.timers.cancel(TimerKey(K.RETRY, w.name))
             if w.state in (S.STARTING, S.RUNNING):

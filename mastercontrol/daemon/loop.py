@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mastercontrol import __version__
+from mastercontrol.config.internal import internal_workloads, is_internal
 from mastercontrol.config.load import load_config_dir
-from mastercontrol.config.model import ConfigSet, DaemonConfig
+from mastercontrol.config.model import ConfigSet, DaemonConfig, WorkloadConfig
 from mastercontrol.daemon.commands import Commands
 from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.control import ControlServer
@@ -63,6 +64,7 @@ class MasterLoop:
     ) -> None:
         store_dir = store_dir or log_dir
         self.config_dir = config_dir
+        self.socket_path = socket_path
         self.log_dir = log_dir
         self.state_dir = store_dir  # the state DB's directory (config-previous/ lives there)
         self.store = store
@@ -104,6 +106,7 @@ class MasterLoop:
         self.started_mono = clock.monotonic()
         self.started_wall = clock.wall()
         self.done = False
+        self._internal_stopped = False  # shutdown: the internal services were told to stop
         self.config_problems: list[str] = []
         # fd -> (source, owner, events) as registered with the selector
         self._registered: dict[int, tuple[EventSource, object, int]] = {}
@@ -129,7 +132,7 @@ class MasterLoop:
         for problem in configs.problems:
             log.error("config: %s", problem)
         with self.store.batch():
-            self.lifecycle.boot(dict(configs.workloads))
+            self.lifecycle.boot(self.desired(configs))
             behind = self._prune_history()
         self.monitor.note_configs()
         now = self.clock.monotonic()
@@ -306,10 +309,11 @@ class MasterLoop:
                 "config rejected, nothing changed:\n" + "\n".join(configs.problems),
                 details={"problems": configs.problems},
             )
+        desired = self.desired(configs)
         if dry_run:
-            return {"dry_run": True, "plan": self.supervisor.plan(configs.workloads).to_dict()}
+            return {"dry_run": True, "plan": self.supervisor.plan(desired).to_dict()}
         self.notifier.reloading()
-        plan = self.supervisor.apply(dict(configs.workloads))
+        plan = self.supervisor.apply(desired)
         self.monitor.note_configs()
         self.config_problems = []
         self.notifier.ready(self.status_line())
@@ -322,17 +326,38 @@ class MasterLoop:
         )
         return {"dry_run": False, "plan": plan.to_dict()}
 
+    def desired(self, configs: ConfigSet) -> dict[str, WorkloadConfig]:
+        """The workloads to run: the config dir's, plus the internal services daemon.yaml asks
+        for (to the planner they are ordinary workloads: a changed section digest restarts
+        them). Their modules are named, never imported here: the child imports them."""
+        internal = internal_workloads(
+            configs.daemon,
+            config_dir=self.config_dir,
+            socket_path=self.socket_path,
+            state_dir=self.state_dir,
+            log_dir=self.log_dir,
+        )
+        return {**configs.workloads, **internal}
+
     def begin_shutdown(self) -> None:
         if self.lifecycle.shutting_down:
             return
         self.notifier.stopping()
-        self.lifecycle.stop_all()
+        # User workloads first; the internal services (the API, heartbeats) last, once no user
+        # workload is left (_check_shutdown_done), so the API can report the shutdown.
+        self.lifecycle.stop_all(lambda w: not is_internal(w.name))
         limit = self.daemon_config.daemon.shutdown_timeout
         self.timers.schedule(TimerKey(K.SHUTDOWN), self.clock.monotonic() + limit)
         self._check_shutdown_done()
 
     def _check_shutdown_done(self) -> None:
-        if self.lifecycle.active_count() == 0:
+        life = self.lifecycle
+        if not self._internal_stopped and not any(
+            w.process is not None for w in life.workloads.values() if not is_internal(w.name)
+        ):
+            self._internal_stopped = True
+            life.stop_all(lambda w: is_internal(w.name))
+        if life.active_count() == 0:
             self.done = True
 
     def status_line(self) -> str:

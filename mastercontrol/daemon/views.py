@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mastercontrol.config.internal import is_internal
 from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.states import ACTIVE
 
@@ -18,6 +19,7 @@ def workload_view(w: Workload, now_mono: float) -> dict[str, Any]:
     last = w.last_exit
     return {
         "name": cfg.name,
+        "internal": is_internal(cfg.name),  # synthesized from daemon.yaml (config/internal.py)
         "type": cfg.type.value,
         "run_mode": cfg.run_mode.value,
         "state": w.state.value,
