@@ -196,6 +196,9 @@ class Ctl:
     def cmd_restart(self, args: argparse.Namespace) -> int:
         return self._each(args, self.client.restart)
 
+    def cmd_signal(self, args: argparse.Namespace) -> int:
+        return self._each(args, lambda name: self.client.signal(name, args.signal))
+
     def cmd_status(self, args: argparse.Namespace) -> int:
         result = self.client.status(args.name)
         if args.json:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from mastercontrol import __version__
 from mastercontrol.config.paths import add_path_options
 from mastercontrol.ctl import systemd_unit, targets
+from mastercontrol.ipc.protocol import parse_signal
 
 MIN_TOP_INTERVAL = 0.5  # each `top` refresh makes the master sample every process: no spinning
 
@@ -44,6 +45,13 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def _signal(text: str) -> str:
+    try:
+        return parse_signal(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="S",
             help=f"with --wait: give up after S seconds, exit 1 (default {wait_default:g})",
         )
+    sg = sub.add_parser(
+        "signal", help="send a signal to workloads' process groups (state unchanged)"
+    )
+    sg.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="workload names; 'all' is every workload except internal @services",
+    )
+    sg.add_argument("signal", type=_signal, metavar="SIG", help="HUP, SIGHUP or 1")
+    sg.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="also every workload with this tag (repeatable)",
+    )
+    sg.set_defaults(wait=False)
     st = sub.add_parser("status", help="details of one workload (exit 3 if not running)")
     st.add_argument("name", metavar="NAME")
     st.add_argument("--json", action="store_true", help="machine-readable output")

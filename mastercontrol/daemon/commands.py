@@ -20,7 +20,7 @@ from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.views import workload_view
 from mastercontrol.engine.clock import Clock
 from mastercontrol.errors import IPCError
-from mastercontrol.ipc.protocol import COMMANDS, ErrorCode
+from mastercontrol.ipc.protocol import COMMANDS, ErrorCode, parse_signal
 from mastercontrol.logfile import SymlinkRefused, read_tail
 
 MAX_LOG_LINES = 10000
@@ -119,6 +119,14 @@ class Commands:
 
     def cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.master.supervisor.stop(_name(args))
+
+    def cmd_signal(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _name(args)
+        try:
+            signum = parse_signal(args.get("signal"))
+        except ValueError as exc:
+            raise IPCError(ErrorCode.BAD_REQUEST, f"'signal': {exc}") from None
+        return self.master.supervisor.signal(name, signum)
 
     def cmd_restart(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.master.supervisor.restart(_name(args))

@@ -343,6 +343,10 @@ class Lifecycle:
         """Children not reaped yet."""
         return sum(1 for w in self.workloads.values() if w.process is not None)
 
+    def signal_run(self, w: Workload, signum: int) -> None:
+        """An operator's signal to a live child's group (`signal`): no transition."""
+        self._signal_live(w, signum)
+
     def _signal_live(self, w: Workload, signum: int) -> None:
         """Signal a child that is not reaped yet: its group, or itself if it has no group yet
         (a stop right after fork, before its setsid). Unreaped, its pid cannot be reused."""

@@ -12,6 +12,7 @@ Imports the stdlib and the package's own modules only.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,10 +87,14 @@ class Supervisor:
 
     def stop(self, name: str) -> dict[str, Any]:
         w = self.get(name)
+        if w.state is S.COMPLETED:
+            # Nothing to stop, and nothing to remember: a recorded stop would show the finished
+            # script as STOPPED after the next daemon start.
+            return {"name": name, "state": w.state, "message": "already completed"}
         life = self.lifecycle
         w.operator_stopped = True
         life.history.save(life.store.set_operator_stopped, name, True)
-        if w.state in (S.STOPPED, S.COMPLETED):
+        if w.state is S.STOPPED:
             return {"name": name, "state": w.state, "message": "not running"}
         life.halt(w, ExitReason.STOPPED, AfterStop.STAY)
         return {"name": name, "state": w.state}
@@ -101,6 +106,25 @@ class Supervisor:
         else:
             self.lifecycle.start_now(w)
         return {"name": name, "state": w.state, "pid": w.pid}
+
+    def signal(self, name: str, signum: signal.Signals) -> dict[str, Any]:
+        """Send an operator's signal to the workload's process group; no state changes (if
+        the signal ends the run, the reaper sees an exit like any other)."""
+        w = self.get(name)
+        if w.state not in ACTIVE or w.pid is None:
+            raise IPCError(
+                ErrorCode.NOT_RUNNING, f"{name} is not running ({w.state}): no signal sent"
+            )
+        self.lifecycle.signal_run(w, signum)
+        log.info("%s: %s sent to process group %d by the operator", name, signum.name, w.pid)
+        sent = signum.name
+        return {
+            "name": name,
+            "state": w.state,
+            "pid": w.pid,
+            "signal": sent,
+            "message": f"{sent} sent",
+        }
 
     def stop_for_limit(self, name: str, reason: ExitReason) -> None:
         """Stop a run that broke a limit (rss_limit, unhealthy); its run mode decides what next."""

@@ -119,6 +119,12 @@ class MasterClient:
     def restart(self, name: str) -> dict[str, Any]:
         return self._dict("restart", name=name)
 
+    def signal(self, name: str, signal: str) -> dict[str, Any]:
+        """Send `signal` ("HUP", "SIGHUP" or a number as text) to the workload's process group:
+        `{"name", "state", "pid", "signal": "SIGHUP"}`; IPCError not_running if it has no
+        process. Its state does not change (what the workload does about it may)."""
+        return self._dict("signal", name=name, signal=signal)
+
     def logs(self, name: str, lines: int = 50) -> dict[str, Any]:
         """`{"name", "path", "lines": [...]}`: the last `lines` lines of the workload's log."""
         return self._dict("logs", name=name, lines=lines)

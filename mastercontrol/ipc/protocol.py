@@ -11,6 +11,7 @@ and mastercontrol.errors; never the daemon, the CLI or the API.
 from __future__ import annotations
 
 import json
+import signal
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"  # the request line exceeds MAX_REQUEST_BYTES
     BUSY = "busy"  # too many connections
     UNKNOWN_WORKLOAD = "unknown_workload"
+    NOT_RUNNING = "not_running"  # `signal` to a workload with no process
     DISABLED = "disabled"  # the workload has enabled: false
     SHUTTING_DOWN = "shutting_down"
     INVALID_CONFIG = "invalid_config"  # details: {"problems": [...]}
@@ -56,7 +58,26 @@ COMMANDS: tuple[str, ...] = (
     "logs",
     "put_config",
     "rollback_config",
+    "signal",
 )
+
+
+def parse_signal(value: object) -> signal.Signals:
+    """A signal by name or number: "HUP", "sighup", "SIGHUP", "1" or 1; ValueError otherwise.
+
+    Both ends use it: the CLI to refuse a bad one before asking, the master to check the
+    request. Signal 0 (no signal, only a check) is refused: it would report success without
+    doing anything."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"a signal is a name or a number, got {value!r:.40}")
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text))
+        name = text.upper()
+        return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown signal {text!r:.40} (a name like HUP or a number)") from None
 
 
 def _depth_ok(value: Any, limit: int) -> bool:

@@ -102,3 +102,19 @@ def grow(megabytes: int) -> None:
         block[i] = 1
     print(f"holding {megabytes} MB", flush=True)
     sleep_forever()
+
+
+def trap_signals(marker: str, pidfile: str) -> None:
+    """Record each HUP/USR1 it gets in `marker` and keep running; a grandchild in its process
+    group (pid in `pidfile`) keeps the default actions, so USR1 ends it."""
+
+    def record(signum: int, frame: object) -> None:
+        with open(marker, "a") as f:
+            f.write(f"{signal.Signals(signum).name}\n")
+
+    signal.signal(signal.SIGHUP, record)
+    signal.signal(signal.SIGUSR1, record)
+    proc = subprocess.Popen(["sleep", "3600"])
+    Path(pidfile).write_text(str(proc.pid))
+    while True:
+        time.sleep(3600)

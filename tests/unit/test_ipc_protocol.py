@@ -4,6 +4,7 @@ input, and replies a client cannot decode. Pure functions, no sockets."""
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
@@ -15,6 +16,7 @@ from mastercontrol.ipc.protocol import (
     decode_request,
     encode_reply,
     encode_request,
+    parse_signal,
 )
 
 
@@ -104,3 +106,14 @@ def test_a_code_this_client_does_not_know_is_kept_as_sent() -> None:
     with pytest.raises(IPCError) as info:
         decode_reply(b'{"ok": false, "error": {"code": "from_the_future", "message": "m"}}')
     assert info.value.code == "from_the_future"
+
+
+@pytest.mark.parametrize("value", ["HUP", "hup", "SIGHUP", "sighup", " HUP ", "1", 1])
+def test_parse_signal_takes_names_and_numbers(value: object) -> None:
+    assert parse_signal(value) is signal.SIGHUP
+
+
+@pytest.mark.parametrize("value", ["NOPE", "SIG", "", "0", 0, "-1", "999", True, None, 1.0, []])
+def test_parse_signal_refuses_anything_else(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_signal(value)
