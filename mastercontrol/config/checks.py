@@ -3,7 +3,7 @@
 A kind converts a located YAML node and raises FieldError with a one-line message; a validator
 takes the converted value and returns it (possibly normalised) or raises ValueError. They are
 small and pure so that `schema` can stay one readable table. Imports only the standard library
-and `yamlsource` and `cron` of this package; never mastercontrol.engine.
+and `yamlsource`, `cron` and `paths` of this package; never mastercontrol.engine.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mastercontrol.config.cron import CronSchedule
+from mastercontrol.config.paths import DAEMON_LOG_NAME
 from mastercontrol.config.yamlsource import (
     Map,
     Node,
@@ -174,6 +175,34 @@ def name_pattern(value: str) -> str:
         raise ValueError(f"{value!r}: names starting with '@' are reserved for internal services")
     if not _NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name: use letters, digits, '_', '.', '-'")
+    return value
+
+
+# A workload's output goes to <log-dir>/NAME.log, rotated to NAME.log.1 ... NAME.log.N. A file
+# name may be 255 bytes (NAME_MAX), so past ~245 characters the log cannot be opened and the
+# output is lost; 64 stays far inside that with room for every suffix (rotation numbers, the
+# per-run names other parts derive from a workload's name) and keeps `list` readable.
+WORKLOAD_NAME_MAX = 64
+INTERNAL_PREFIX = "@"  # names of the internal services (config/internal.py): @client-api, ...
+
+
+def workload_name(value: str) -> str:
+    """A workload's name: also its log file's name, so every name that is not a plain file of
+    its own in the log dir is reserved."""
+    if value.startswith(INTERNAL_PREFIX):
+        raise ValueError(f"{value!r}: names starting with '@' are reserved for internal services")
+    name_pattern(value)
+    if len(value) > WORKLOAD_NAME_MAX:
+        raise ValueError(
+            f"is {len(value)} characters long; at most {WORKLOAD_NAME_MAX} (it names the log "
+            "file NAME.log and its rotations)"
+        )
+    if value[0] in ".-":
+        # "." and ".." are directories, ".x" a hidden file, "-rf" reads as an option to every
+        # tool an operator points at the log dir.
+        raise ValueError(f"{value!r} must not start with '.' or '-'")
+    if value == DAEMON_LOG_NAME:
+        raise ValueError(f"{value!r} is reserved: {DAEMON_LOG_NAME}.log is the daemon's own log")
     return value
 
 

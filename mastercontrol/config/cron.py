@@ -72,6 +72,12 @@ def _fields(expr: str) -> list[str]:
     return fields
 
 
+def _every_second(expr: str) -> bool:
+    # croniter writes a seconds field that covers the whole minute ("*", "*/1", "0-59") as "*".
+    seconds: list[object] = croniter(expr).expanded[5]
+    return seconds == ["*"]
+
+
 class CronSchedule:
     """A validated cron expression evaluated in one time zone (local time by default).
 
@@ -99,6 +105,7 @@ class CronSchedule:
             raise ValueError(
                 f"invalid cron expression {self.expr!r}: {e or type(e).__name__}"
             ) from None
+        self._every_second = len(fields) == 6 and _every_second(self.expr)
         # Vixie cron's test for a "fixed-time" job: neither minute nor hour starts with '*'.
         self._fixed_time = not (fields[0].startswith("*") or fields[1].startswith("*"))
         try:
@@ -110,6 +117,20 @@ class CronSchedule:
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r}, tz={self.tz!s})"
+
+    def warning(self) -> str | None:
+        """Why this valid expression is probably not what was meant, or None.
+
+        The one case: a 6-field expression whose seconds field (the LAST one) is every second.
+        "*/5 * * * * *" reads like "every 5 minutes" but runs 60 times in each of those minutes.
+        """
+        if not self._every_second:
+            return None
+        five = " ".join(self.expr.split(" ")[:5])
+        return (
+            "fires every second of each matching minute: with 6 fields the last one is the "
+            f"seconds; for one run per matching minute write {five!r} (or {five + ' 0'!r})"
+        )
 
     def next_after(self, wall: float) -> float:
         """Epoch of the first tick strictly after `wall`."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mastercontrol.config import checks, schema
+from mastercontrol.config.cron import CronSchedule
 from mastercontrol.config.model import (
     DEFAULT_RUN_MODE,
     CentralSettings,
@@ -211,21 +212,32 @@ def _check_workload(f: _Fields, problems: list[Problem]) -> RunMode | None:
     return mode
 
 
+def _warnings(f: _Fields) -> list[Problem]:
+    """Valid settings that are probably a mistake; the workload is loaded all the same."""
+    found: list[Problem] = []
+    if "schedule" in f.values:
+        note = CronSchedule(f.values["schedule"], tz="UTC").warning()
+        if note:
+            found.append(Problem(f.lines["schedule"], "schedule", f"warning: {note}"))
+    return found
+
+
 def _workload(
     text: str, source: str, daemon: DaemonSettings
-) -> tuple[WorkloadConfig | None, list[Problem]]:
+) -> tuple[WorkloadConfig | None, list[Problem], list[Problem]]:
+    """(the workload or None, its problems, its warnings)."""
     node, problems = parse(text)
     if problems:
-        return None, problems
+        return None, problems, []
     if node is None:
-        return None, [Problem(1, "", "file is empty; expected a mapping of workload settings")]
+        return None, [Problem(1, "", "file is empty; expected a mapping of workload settings")], []
     top = _top_mapping(node, "workload settings", problems)
     if top is None:
-        return None, problems
+        return None, problems, []
     f = _apply_table(top, schema.WORKLOAD, "", problems)
     mode = _check_workload(f, problems)
     if problems or mode is None:
-        return None, problems
+        return None, problems, []
     values = dict(f.values)
     values["run_mode"] = mode
     values.setdefault("log_max_bytes", daemon.log_max_bytes)
@@ -233,7 +245,7 @@ def _workload(
     if "health_check" in f.sections:
         values["health_check"] = HealthCheck(**f.sections["health_check"].values)
     workload = WorkloadConfig(**values, source=source, source_line=f.lines["name"])
-    return workload, problems
+    return workload, problems, _warnings(f)
 
 
 # --- daemon.yaml -------------------------------------------------------------------------------
@@ -389,6 +401,7 @@ def _load(
         daemon, daemon_problems = _daemon_from_text(daemon_text, daemon_source)
         located += [_Located(daemon_source, p) for p in daemon_problems]
     workloads: dict[str, WorkloadConfig] = {}
+    noted: list[_Located] = []
     for filename in sorted(files):
         if os.path.basename(filename) in NOT_WORKLOAD_FILES:
             continue
@@ -396,8 +409,9 @@ def _load(
             msg = "not a workload file: the name must end in .yaml or .yml"
             located.append(_Located(filename, Problem(0, "", msg)))
             continue
-        workload, problems = _workload(files[filename], filename, daemon.daemon)
+        workload, problems, warnings = _workload(files[filename], filename, daemon.daemon)
         located += [_Located(filename, p) for p in problems]
+        noted += [_Located(filename, p) for p in warnings]
         if workload is None:
             continue
         other = workloads.get(workload.name)
@@ -417,6 +431,7 @@ def _load(
             ConfigProblem(loc.source, loc.problem.line, loc.problem.field, loc.problem.message)
             for loc in located
         ),
+        warnings=[str(loc) for loc in noted],
     )
 
 

@@ -230,6 +230,8 @@ class ConfigSet:
     daemon: DaemonConfig
     problems: list[str]
     located: tuple[ConfigProblem, ...] = ()  # the same problems, structured (same order)
+    # `FILE:LINE: field: warning: message`: valid, loaded, but probably not what was meant.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,9 @@ from pathlib import Path
 APP = "mastercontrol"
 DB_NAME = "state.db"
 SOCKET_NAME = "mastercontrol.sock"
+# The daemon's own log is <log-dir>/mastercontrold.log, beside the workloads' NAME.log files, so
+# no workload may be named this.
+DAEMON_LOG_NAME = "mastercontrold"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from mastercontrol.config.checks import (
     STRING,
     STRING_LIST,
     STRING_MAP,
+    WORKLOAD_NAME_MAX,
     Kind,
     Validator,
     absolute_path,
@@ -52,6 +53,7 @@ from mastercontrol.config.checks import (
     positive_number,
     signal_name,
     url,
+    workload_name,
 )
 
 
@@ -118,7 +120,10 @@ HEALTH_CHECK: tuple[Setting, ...] = _bound(model.HealthCheck, (
 HEALTH_PROBES = ("tcp", "http", "command")
 
 WORKLOAD: tuple[Setting, ...] = _bound(model.WorkloadConfig, (
-    Setting("name", STRING, None, name_pattern, "Unique name: letters, digits, _ . -", True),
+    Setting("name", STRING, None, workload_name,
+            f"Unique name: letters, digits, _ . -, at most {WORKLOAD_NAME_MAX} characters; not "
+            "starting with . - or @ (internal services), not mastercontrold (the daemon's log).",
+            True),
     Setting("type", STRING, None, one_of(model.WorkloadType), f"{_choices(model.WorkloadType)}.",
             True),
     Setting("run_mode", STRING, None, one_of(model.RunMode),

@@ -315,6 +315,8 @@ class Ctl:
         for problem in problems:
             self.out(problem)
         # Warnings do not fail validate: a token file may be readable by the daemon's user only.
+        for warning in configs.warnings:
+            self.out(warning)
         for warning in token_warnings(configs.daemon, self.paths.config_dir / DAEMON_FILE):
             self.out(warning)
         if problems:

@@ -312,6 +312,8 @@ class MasterLoop:
         desired = self.desired(configs)
         if dry_run:
             return {"dry_run": True, "plan": self.supervisor.plan(desired).to_dict()}
+        for warning in configs.warnings:
+            log.warning("config: %s", warning)
         self.notifier.reloading()
         plan = self.supervisor.apply(desired)
         self.monitor.note_configs()

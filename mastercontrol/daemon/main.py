@@ -19,7 +19,7 @@ from pathlib import Path
 from mastercontrol import __version__
 from mastercontrol.child.spawn import spawn
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
-from mastercontrol.config.paths import add_path_options, paths_from_args
+from mastercontrol.config.paths import DAEMON_LOG_NAME, add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
 from mastercontrol.daemon import dirs
 from mastercontrol.daemon.lock import DaemonLock
@@ -31,7 +31,7 @@ from mastercontrol.store.open import open_store
 
 log = logging.getLogger("mastercontrol")
 
-DAEMON_LOG = "mastercontrold.log"
+DAEMON_LOG = f"{DAEMON_LOG_NAME}.log"
 STARTUP_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for warning in token_warnings(configs.daemon, paths.config_dir / DAEMON_FILE):
         log.warning("%s", warning)
+    for warning in configs.warnings:
+        log.warning("config: %s", warning)
     notifier = Notifier.from_environ()  # also strips NOTIFY_SOCKET & co. from what children see
     # One daemon per socket and one per state database: a second daemon on the same DB with
     # another socket would declare the first one's runs dead and repeat counted runs.
