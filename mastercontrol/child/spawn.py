@@ -324,6 +324,11 @@ def _child_run_module(spec: ChildSpec) -> int:
         module = importlib.import_module(spec.module)
     except (MemoryError, KeyboardInterrupt, SystemExit):
         raise
+    except ModuleNotFoundError as exc:
+        if not _is_part_of(exc.name, spec.module):
+            traceback.print_exc()  # an import inside the workload's own code: show where
+        _child_print(f"cannot import module {spec.module!r}: {exc}")
+        return CHILD_EXIT_IMPORT_FAILED
     except BaseException:
         traceback.print_exc()
         _child_print(f"cannot import module {spec.module!r}")
@@ -346,6 +351,12 @@ def _child_run_module(spec: ChildSpec) -> int:
         code = _exit_code_of(result, "return value") if type(result) is int else 0
     _child_join_threads()  # like the interpreter: non-daemon threads finish first
     return code
+
+
+def _is_part_of(missing: str | None, module: str) -> bool:
+    """Whether the module import could not find is `module` or one of its packages: then the
+    one line says it all (validate checks this too, but files may go after the load)."""
+    return missing is not None and (module == missing or module.startswith(missing + "."))
 
 
 def _exit_code_of(value: object, what: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from mastercontrol.config import checks, schema
 from mastercontrol.config.cron import CronSchedule
+from mastercontrol.config.hostcheck import host_problems
 from mastercontrol.config.model import (
     DEFAULT_RUN_MODE,
     CentralSettings,
@@ -223,9 +224,10 @@ def _warnings(f: _Fields) -> list[Problem]:
 
 
 def _workload(
-    text: str, source: str, daemon: DaemonSettings
+    text: str, source: str, daemon: DaemonSettings, on_host: bool
 ) -> tuple[WorkloadConfig | None, list[Problem], list[Problem]]:
-    """(the workload or None, its problems, its warnings)."""
+    """(the workload or None, its problems, its warnings). `on_host`: also check that it can
+    run here (hostcheck.py), once its settings are valid."""
     node, problems = parse(text)
     if problems:
         return None, problems, []
@@ -236,6 +238,8 @@ def _workload(
         return None, problems, []
     f = _apply_table(top, schema.WORKLOAD, "", problems)
     mode = _check_workload(f, problems)
+    if not problems and on_host:
+        problems += host_problems(f.values, f.lines)
     if problems or mode is None:
         return None, problems, []
     values = dict(f.values)
@@ -381,17 +385,23 @@ def load_config_files(
     daemon_text: str | None = None,
     *,
     daemon_source: str = DAEMON_FILE,
+    on_host: bool = False,
 ) -> ConfigSet:
-    """Validate workload files given as {filename: yaml text}; the HTTP API validates uploads so.
+    """Validate workload files given as {filename: yaml text}: their text only, unless
+    `on_host` (then also that each can run here, as `load_config_dir` always checks).
 
     Names are used as given in messages. A `daemon.yaml` among `files` is the daemon config when
     `daemon_text` is None; `inventory.yaml` is ignored; any other name must end in .yaml/.yml.
     """
-    return _load(files, daemon_text, daemon_source, [])
+    return _load(files, daemon_text, daemon_source, [], on_host)
 
 
 def _load(
-    files: Mapping[str, str], daemon_text: str | None, daemon_source: str, located: list[_Located]
+    files: Mapping[str, str],
+    daemon_text: str | None,
+    daemon_source: str,
+    located: list[_Located],
+    on_host: bool,
 ) -> ConfigSet:
     for filename, text in files.items():
         if os.path.basename(filename) == DAEMON_FILE and daemon_text is None:
@@ -409,7 +419,7 @@ def _load(
             msg = "not a workload file: the name must end in .yaml or .yml"
             located.append(_Located(filename, Problem(0, "", msg)))
             continue
-        workload, problems, warnings = _workload(files[filename], filename, daemon.daemon)
+        workload, problems, warnings = _workload(files[filename], filename, daemon.daemon, on_host)
         located += [_Located(filename, p) for p in problems]
         noted += [_Located(filename, p) for p in warnings]
         if workload is None:
@@ -437,7 +447,9 @@ def _load(
 
 def load_config_dir(config_dir: str | os.PathLike[str]) -> ConfigSet:
     """Every *.yaml / *.yml file of the dir (sorted, not recursive) except daemon.yaml and
-    inventory.yaml is one workload; daemon.yaml (optional) holds the daemon settings.
+    inventory.yaml is one workload; daemon.yaml (optional) holds the daemon settings. Each
+    workload is also checked against this host: its module or program is found (without
+    running user code), its working_dir, user and group exist (config/hostcheck.py).
 
     File names in messages are `config_dir` as given joined with the file name.
     """
@@ -465,4 +477,4 @@ def load_config_dir(config_dir: str | os.PathLike[str]) -> ConfigSet:
             daemon_text = text
         else:
             files[source] = text
-    return _load(files, daemon_text, daemon_source, located)
+    return _load(files, daemon_text, daemon_source, located, on_host=True)

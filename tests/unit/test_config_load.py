@@ -140,7 +140,7 @@ def test_daemon_and_inventory_files_are_not_workloads(tmp_path: Path) -> None:
     (tmp_path / "daemon.yaml").write_text("daemon:\n  log_backups: 7\n")
     (tmp_path / "inventory.yaml").write_text("clients: []\n")
     (tmp_path / "notes.txt").write_text("not yaml at all: [")
-    (tmp_path / "w.yml").write_text("name: w\ntype: service\nmodule: m\n")
+    (tmp_path / "w.yml").write_text("name: w\ntype: service\nmodule: examples.services.ticker\n")
     configs = load_config_dir(tmp_path)
     assert configs.problems == []
     assert list(configs.workloads) == ["w"]
