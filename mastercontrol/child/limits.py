@@ -1,4 +1,4 @@
-"""Resource limits a workload child applies to itself: address-space cap and CPU niceness.
+"""Resource limits a workload child applies to itself: address space, processes, niceness.
 
 Both functions run IN THE CHILD, after fork and before the workload's code; the master never
 limits itself. Imports only the standard library (no psutil: the child must not pay for it).
@@ -64,6 +64,22 @@ def apply_memory_limit(limit_mb: int) -> int:
         wanted = min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_AS, (wanted, wanted))
     return wanted
+
+
+def apply_process_limit(count: int) -> int:
+    """Cap the processes (threads, on Linux) of this process's REAL user at `count`; return it.
+
+    RLIMIT_NPROC is checked at fork against every process of the real uid, not only this
+    workload's, and root ignores it: it is meaningful with `user:`. Set before the privileges
+    are dropped (so the hard limit can be lowered), kept lower if already lower.
+    """
+    if count < 1:
+        raise ValueError(f"max_processes must be at least 1, got {count}")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if hard != resource.RLIM_INFINITY:
+        count = min(count, hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
+    return count
 
 
 def apply_nice(n: int) -> str | None:

@@ -3,7 +3,7 @@
 The master calls `spawn()`; everything named `_child_*` runs only in the forked child. Reaping
 is NOT done here: the master reads `SpawnedChild.process.exitcode` and nothing else (never
 `waitpid(-1)`, never `Process.sentinel`, never `join(timeout)`; see "Reaping" below). Imports
-only the standard library, `mastercontrol.config.model`, `mastercontrol.engine` and
+only the standard library, `mastercontrol.config`, `mastercontrol.engine` and
 `mastercontrol.child`; never sqlite3 (the child must not touch the master's connection), any
 third-party package, `mastercontrol.store` or `mastercontrol.daemon`.
 
@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
-from mastercontrol.child.limits import apply_memory_limit, apply_nice
+from mastercontrol.child.limits import apply_memory_limit, apply_nice, apply_process_limit
+from mastercontrol.child.privileges import PrivilegeError, drop_privileges, workload_environment
 from mastercontrol.config.model import WorkloadConfig
 from mastercontrol.engine.exitstatus import (
     CHILD_EXIT_EXEC_FAILED,
@@ -80,7 +81,11 @@ class ChildSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     command: tuple[str, ...] | None = None  # argv to exec instead of a module
     env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited environment
+    clean_env: bool = False  # True: start from a minimal environment (child/privileges.py)
     working_dir: str | None = None  # chdir there; also sys.path[0] for module workloads
+    user: str | None = None  # run as this account (name or uid) ...
+    group: str | None = None  # ... and group (default: the user's); needs a root master
+    max_processes: int | None = None  # RLIMIT_NPROC
     memory_limit_mb: int | None = None  # RLIMIT_AS headroom above the bootstrap baseline
     cpu_nice: int = 0  # absolute niceness -20..19
     stop_signal: int = signal.SIGTERM  # what a timeout / stop sends first
@@ -100,7 +105,11 @@ class ChildSpec:
             params=dict(cfg.params),
             command=cfg.command,
             env=dict(cfg.env),
+            clean_env=cfg.clean_env,
             working_dir=cfg.working_dir,
+            user=cfg.user,
+            group=cfg.group,
+            max_processes=cfg.max_processes,
             memory_limit_mb=cfg.memory_limit_mb,
             cpu_nice=cfg.cpu_nice,
             stop_signal=signal.Signals[f"SIG{cfg.stop_signal}"],
@@ -206,15 +215,17 @@ def _child_main(
     try:
         _child_reset_signals(exec_follows=spec.command is not None)
         os.setsid()  # own session and process group: the master stops it with killpg
-        if _prctl()(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise _SetupError(f"prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}")
-        if os.getppid() != master_pid:  # the master died before PDEATHSIG was armed
-            os._exit(CHILD_EXIT_SETUP_FAILED)
+        _child_arm_deathsig(master_pid)
         _child_setup_fds(close_fds, output_fd)
         _child_setup_environment(spec)
-        warning = apply_nice(spec.cpu_nice)
+        warning = apply_nice(spec.cpu_nice)  # still root: a negative cpu_nice works with user
         if warning:
             print(_MSG + "warning: " + warning, file=sys.stderr)
+        if spec.max_processes is not None:
+            apply_process_limit(spec.max_processes)  # before the drop: lowers the hard limit
+        if drop_privileges(spec.user, spec.group):
+            _child_arm_deathsig(master_pid)  # the kernel clears it on a credential change
+        _child_enter_working_dir(spec)  # as the user: it must be able to get in itself
         if spec.memory_limit_mb is not None:
             apply_memory_limit(spec.memory_limit_mb)  # last: setup itself must not hit it
         code = _child_exec(spec.command) if spec.command else _child_run_module(spec)
@@ -222,7 +233,7 @@ def _child_main(
         _child_die_of_sigint()
     except MemoryError:
         code = _child_memory_error()
-    except (_SetupError, OSError, ValueError) as exc:
+    except (_SetupError, PrivilegeError, OSError, ValueError) as exc:
         _child_print(f"setup failed: {exc}")
         code = CHILD_EXIT_SETUP_FAILED
     except BaseException:  # a bug in the bootstrap itself: still never return into the master
@@ -287,12 +298,24 @@ def _child_setup_fds(close_fds: tuple[int, ...], output_fd: int | None) -> None:
     )
 
 
+def _child_arm_deathsig(master_pid: int) -> None:
+    if _prctl()(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise _SetupError(f"prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}")
+    if os.getppid() != master_pid:  # the master died before PDEATHSIG was armed
+        os._exit(CHILD_EXIT_SETUP_FAILED)
+
+
 def _child_setup_environment(spec: ChildSpec) -> None:
     # The master runs with umask 077 so its own files are private; a workload gets the usual one.
     os.umask(WORKLOAD_UMASK)
-    for name in SYSTEMD_VARS:
-        os.environ.pop(name, None)
-    os.environ.update(spec.env)
+    wanted = workload_environment(
+        os.environ, spec.env, clean=spec.clean_env, user=spec.user, drop=SYSTEMD_VARS
+    )
+    os.environ.clear()
+    os.environ.update(wanted)
+
+
+def _child_enter_working_dir(spec: ChildSpec) -> None:
     if spec.working_dir is not None:
         try:
             os.chdir(spec.working_dir)

@@ -305,6 +305,16 @@ def non_empty(value: str) -> str:
     return value
 
 
+_ACCOUNT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")  # useradd's rule, or a number
+
+
+def account(value: str) -> str:
+    """A user or group: a name (whether it exists is config/hostcheck.py's question) or an id."""
+    if not _ACCOUNT_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a user or group name or number")
+    return value
+
+
 def env_names(value: dict[str, str]) -> dict[str, str]:
     for key in value:
         if not _ENV_RE.fullmatch(key):

@@ -220,6 +220,12 @@ def _warnings(f: _Fields) -> list[Problem]:
         note = CronSchedule(f.values["schedule"], tz="UTC").warning()
         if note:
             found.append(Problem(f.lines["schedule"], "schedule", f"warning: {note}"))
+    if "max_processes" in f.values and "user" not in f.values:
+        note = (
+            "warning: counts every process of the daemon's user (and root ignores it); "
+            "give the workload a user: of its own"
+        )
+        found.append(Problem(f.lines["max_processes"], "max_processes", note))
     return found
 
 

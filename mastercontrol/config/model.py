@@ -78,7 +78,11 @@ class WorkloadConfig:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    clean_env: bool = False  # True: a minimal environment (child/privileges.py) plus env
     working_dir: str | None = None
+    user: str | None = None  # run as this account (name or uid); the daemon must be root
+    group: str | None = None  # primary group (name or gid); default: the user's
+    max_processes: int | None = None  # RLIMIT_NPROC (per real uid: meaningful with user)
     stop_timeout: float = 10.0  # seconds between SIGTERM and SIGKILL
     stop_signal: str = "TERM"  # TERM, INT, QUIT, HUP, USR1, USR2
     start_seconds: float = 1.0  # a forever run that stays up this long counts as started

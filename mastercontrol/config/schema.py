@@ -33,6 +33,7 @@ from mastercontrol.config.checks import (
     Kind,
     Validator,
     absolute_path,
+    account,
     argv_list,
     cron_expression,
     env_names,
@@ -159,8 +160,22 @@ WORKLOAD: tuple[Setting, ...] = _bound(model.WorkloadConfig, (
     Setting("tags", STRING_LIST, MODEL, None, "Labels for listing and filtering."),
     Setting("enabled", BOOLEAN, MODEL, None, "false keeps the workload loaded but never started."),
     Setting("env", STRING_MAP, MODEL, env_names,
-            "Extra environment variables (values are strings)."),
-    Setting("working_dir", STRING, None, absolute_path, "Directory the child starts in."),
+            "Extra environment variables (values are strings), added to the daemon's whole "
+            "environment (or, with clean_env, to a minimal one)."),
+    Setting("clean_env", BOOLEAN, MODEL, None,
+            "true: the workload does not inherit the daemon's environment; it gets only PATH, "
+            "HOME, LANG, LC_*, TZ, USER and LOGNAME (for its user), plus env."),
+    Setting("working_dir", STRING, None, absolute_path,
+            "Directory the child starts in (entered as user, when given)."),
+    Setting("user", STRING, None, account,
+            "Run as this user (name or uid): supplementary groups, group, then user are set "
+            "in the child before the workload runs, and HOME, USER, LOGNAME are the user's. "
+            "Needs the daemon to run as root. The log stays the daemon's."),
+    Setting("group", STRING, None, account,
+            "Primary group (name or gid); default: the user's. Needs root."),
+    Setting("max_processes", INTEGER, None, positive_int,
+            "Process cap (RLIMIT_NPROC). The kernel counts every process of the real user, "
+            "not of the workload, and ignores it for root: meaningful with user."),
     Setting("stop_timeout", NUMBER, MODEL, positive_number,
             "Seconds between stop_signal and SIGKILL."),
     Setting("stop_signal", STRING, MODEL, signal_name,

@@ -118,3 +118,52 @@ def trap_signals(marker: str, pidfile: str) -> None:
     Path(pidfile).write_text(str(proc.pid))
     while True:
         time.sleep(3600)
+
+
+def report_identity() -> None:
+    """Print who this run is, as one JSON line: ids, groups, the account's variables and the
+    parent-death signal (the kernel clears it when credentials change)."""
+    import ctypes
+    import json
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sig = ctypes.c_int(0)
+    libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+    info = {
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "gid": os.getgid(),
+        "egid": os.getegid(),
+        "groups": sorted(os.getgroups()),
+        "env": {k: os.environ.get(k) for k in ("HOME", "USER", "LOGNAME")},
+        "pdeathsig": sig.value,
+        "cwd": os.getcwd(),
+    }
+    print("identity " + json.dumps(info), flush=True)
+
+
+def report_environment() -> None:
+    """Print the names of this run's environment variables, as one JSON line."""
+    import json
+
+    print("environment " + json.dumps(sorted(os.environ)), flush=True)
+
+
+def fork_until_refused(limit: int = 50) -> None:
+    """Fork sleeping children until fork fails (or `limit`); print how many were made."""
+    pids: list[int] = []
+    error = ""
+    try:
+        while len(pids) < limit:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            pids.append(pid)
+    except OSError as exc:
+        error = exc.strerror or str(exc)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    print(f"forked {len(pids)} ({error})", flush=True)
