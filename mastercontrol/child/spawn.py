@@ -311,8 +311,11 @@ def _child_setup_environment(spec: ChildSpec) -> None:
     wanted = workload_environment(
         os.environ, spec.env, clean=spec.clean_env, user=spec.user, drop=SYSTEMD_VARS
     )
-    os.environ.clear()
-    os.environ.update(wanted)
+    for name in [n for n in os.environ if n not in wanted]:
+        del os.environ[name]
+    for name, value in wanted.items():
+        if os.environ.get(name) != value:  # only what changes: usually env: alone
+            os.environ[name] = value
 
 
 def _child_enter_working_dir(spec: ChildSpec) -> None:
