@@ -2,8 +2,8 @@
 
 Runs IN THE CHILD, after fork and before the workload's code (child/spawn.py calls it in its
 ordered bootstrap); the master never changes its own credentials or environment. The accounts
-are looked up with config/hostcheck.py's functions, the same ones `validate` asks. Imports only
-the standard library and mastercontrol.config (never store, daemon, sqlite3 or psutil).
+are looked up with config/accounts.py, as `validate` looks them up. Imports only the standard
+library and mastercontrol.config.accounts (never store, daemon, sqlite3, yaml or psutil).
 
 Environment: by default a workload inherits the daemon's whole environment (minus systemd's
 variables), then `env:` on top. With `clean_env: true` it gets only MINIMAL_VARIABLES taken
@@ -22,7 +22,7 @@ import os
 import pwd
 from collections.abc import Mapping
 
-from mastercontrol.config.hostcheck import lookup_group, lookup_user
+from mastercontrol.config.accounts import lookup_group, lookup_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINIMAL_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ")  # plus every LC_*

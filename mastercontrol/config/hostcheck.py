@@ -6,32 +6,22 @@ asks these after a file's own settings are valid, so a typo in `module:` or `com
 a module is looked up the way `import` would find it, one dotted part at a time with explicit
 search paths (`importlib.util.find_spec("a.b")` would import, and so run, package `a`). The
 search starts where the child's does: `working_dir` (or this process's directory) first, then
-this interpreter's path. The account lookups are shared with the child bootstrap, which drops
-privileges with them. Imports only the standard library; never engine, child or daemon.
+this interpreter's path. Accounts are looked up by config/accounts.py, as the child bootstrap
+does. Imports only the standard library and config's accounts and yamlsource; never engine,
+child or daemon.
 """
 
 from __future__ import annotations
 
-import grp
 import importlib.machinery
 import os
-import pwd
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mastercontrol.config.accounts import lookup_group, lookup_user
 from mastercontrol.config.yamlsource import Problem
-
-
-def lookup_user(user: str) -> pwd.struct_passwd:
-    """The passwd entry of a name or a numeric uid; KeyError if there is none."""
-    return pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-
-
-def lookup_group(group: str) -> grp.struct_group:
-    """The group entry of a name or a numeric gid; KeyError if there is none."""
-    return grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
 
 
 def host_problems(values: Mapping[str, Any], lines: Mapping[str, int]) -> list[Problem]:
