@@ -33,9 +33,11 @@ from mastercontrol.config.model import (
 INTERNAL_PREFIX = "@"
 CLIENT_API = "@client-api"
 HEARTBEAT = "@heartbeat"
+CENTRAL_API = "@central-api"
 SERVICES: dict[str, str] = {  # name -> module run in the child (entry point `main`)
     CLIENT_API: "mastercontrol.api.client_service",
     HEARTBEAT: "mastercontrol.fleet.heartbeat_service",
+    CENTRAL_API: "mastercontrol.api.central_service",
 }
 
 # The digest of a section that holds a token must not let anyone who reads `status --json` or
@@ -103,6 +105,9 @@ def internal_workloads(
         params = {**paths, "section_digest": section_digest(fleet)}
         for name in (CLIENT_API, HEARTBEAT):
             services[name] = _service(name, params, config.daemon, source)
-    # TODO(central issue): with central.enabled, add "@central-api" here (module
-    # mastercontrol.api.central_service, digest of config.central) once that module exists.
+    if config.central.enabled:
+        # The control host: its own section's digest, so a change of `central:` restarts only it
+        # (inventory.yaml changes are picked up by the service itself, without a restart).
+        params = {**paths, "section_digest": section_digest(config.central)}
+        services[CENTRAL_API] = _service(CENTRAL_API, params, config.daemon, source)
     return services

@@ -215,3 +215,22 @@ def test_a_non_loopback_bind_without_a_token_is_refused(tmp_path: Path) -> None:
     assert c.proc is not None
     assert c.proc.wait(timeout=30) == 78
     assert "api_token" in c.output()
+
+
+def test_the_master_runs_the_central_api_when_central_is_enabled(daemon: Any) -> None:
+    port = free_port()
+    settings = {"central": {"enabled": True, "host": "127.0.0.1", "port": port,
+                            "api_token": OPERATOR, "flush_interval_seconds": 0.5}}  # fmt: skip
+    daemon.write("daemon.yaml", json.dumps(settings))
+    daemon.start()
+    view = daemon.wait_state("@central-api", "RUNNING")
+    assert view["pid"]
+
+    def answers() -> bool:
+        try:
+            return request(f"http://127.0.0.1:{port}/api/v1/fleet", OPERATOR)[0] == 200
+        except OSError:
+            return False
+
+    wait_for("the central API to answer", answers)
+    assert request(f"http://127.0.0.1:{port}/api/v1/fleet", "wrong")[0] == 401
