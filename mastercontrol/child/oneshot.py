@@ -4,7 +4,8 @@ The child gets the daemon's bootstrap (own session and process group, PDEATHSIG,
 working dir, closed fds) but keeps the terminal as its stdout/stderr. This process forwards
 SIGINT/SIGTERM to the child's process group, enforces the timeout, and returns an exit code
 the way a shell reports one. Reaps only through `Process.exitcode`. Imports only the standard
-library and `mastercontrol.child.spawn` (never the daemon: `ctl run` works without it).
+library, `mastercontrol.child.spawn` and `mastercontrol.child.group` (never the daemon: `ctl
+run` works without it).
 
 Exit code: the workload's own; 128+N if it was killed by signal N; 130 after Ctrl-C (the
 workload was interrupted, whatever it exited with); 124 if it ran past `timeout` (as
@@ -21,6 +22,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from mastercontrol.child.group import killpg
 from mastercontrol.child.spawn import ChildSpec, start_child
 
 EXIT_TIMEOUT = 124
@@ -74,19 +76,19 @@ def _supervise(
             if sig == signal.SIGCHLD:
                 continue
             if sig == signal.SIGINT and interrupted:
-                _killpg(pgid, signal.SIGKILL)  # a second Ctrl-C: the user means it
+                killpg(pgid, signal.SIGKILL, unreaped=True)  # a second Ctrl-C: the user means it
             interrupted = interrupted or sig == signal.SIGINT
-            _killpg(pgid, sig)
+            killpg(pgid, sig, unreaped=True)
             stopping = True
             kill_at = kill_at or time.monotonic() + stop_timeout
         now = time.monotonic()
         if timeout_at is not None and now >= timeout_at and not stopping:
             print(f"mastercontrol: {spec.name} timed out after {timeout:g} s", file=sys.stderr)
-            _killpg(pgid, spec.stop_signal)
+            killpg(pgid, spec.stop_signal, unreaped=True)
             timed_out = stopping = True
             kill_at = now + stop_timeout
         if kill_at is not None and now >= kill_at:
-            _killpg(pgid, signal.SIGKILL)
+            killpg(pgid, signal.SIGKILL, unreaped=True)
             kill_at = None
         deadlines = [t for t in (None if stopping else timeout_at, kill_at) if t is not None]
         wait = max(0.0, min(deadlines) - now) if deadlines else None
@@ -97,21 +99,9 @@ def _supervise(
         except BlockingIOError:
             pass
     if stopping:
-        _killpg(pgid, signal.SIGKILL)  # grandchildren that outlived the stopped workload
+        killpg(pgid, signal.SIGKILL)  # grandchildren that outlived the stopped workload
     if interrupted:
         return EXIT_INTERRUPTED
     if timed_out:
         return EXIT_TIMEOUT
     return 128 - code if code < 0 else code
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        # No such group yet: the child has not reached setsid(). Its signals are blocked until
-        # the bootstrap reset, so a signal sent to the pid now is acted on right after it.
-        try:
-            os.kill(pgid, sig)
-        except ProcessLookupError:  # already gone: its exit is on the way
-            pass

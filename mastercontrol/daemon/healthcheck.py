@@ -30,7 +30,8 @@ is the one short wait a command probe costs the loop.
 Probe sockets and pidfds are close-on-exec but a fork inherits them: the child bootstrap's
 closing of the master's fds covers them.
 
-Imports only the standard library and mastercontrol.config.model; no psutil, store or api.
+Imports only the standard library, mastercontrol.config.model, mastercontrol.engine.health and
+mastercontrol.child.group (the one killpg); no psutil, store or api.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+from mastercontrol.child.group import killpg
 from mastercontrol.config.model import HealthCheck
 from mastercontrol.engine.health import ProbeResult
 
@@ -322,11 +324,11 @@ class CommandProbe(Probe):
         except ChildProcessError:
             # Reaped by someone else (a waitpid(-1) the design forbids): status unknowable.
             popen.returncode = -1
-            _killpg(popen.pid)
+            killpg(popen.pid, signal.SIGKILL)
             return self._finish(False, "exit status lost (reaped elsewhere)", now)
         if info is None:
             return None
-        _killpg(popen.pid)  # background leftovers of the command
+        killpg(popen.pid, signal.SIGKILL)  # background leftovers of the command
         code = popen.poll()
         if code is None:  # waitid saw the exit, so this does not happen; stay safe anyway
             return None
@@ -347,16 +349,9 @@ class CommandProbe(Probe):
             self._pidfd = None
         popen, self._popen = self._popen, None
         if popen is not None and popen.returncode is None:
-            _killpg(popen.pid)
+            killpg(popen.pid, signal.SIGKILL)
             if popen.poll() is None:
                 _orphans.append(popen)  # dying; reaped by reap_orphans() on the next SIGCHLD
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def reap_orphans() -> int:

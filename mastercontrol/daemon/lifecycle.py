@@ -11,13 +11,13 @@ scripted histories can drive it in tests. Its public methods are the verbs the S
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
+from mastercontrol.child.group import killpg
 from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.history import History
@@ -61,27 +61,12 @@ class Child(Protocol):
 
 
 Spawner = Callable[[ChildSpec, Iterable[int]], Child]
-SignalSender = Callable[[int, int], None]  # (pgid, signum)
 
 
-def killpg(pgid: int, signum: int) -> None:
-    """Signal a whole process group; a group that is already gone is not an error."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-    except PermissionError as exc:  # pid reused by someone else's process: leave it alone
-        log.warning("cannot signal process group %d: %s", pgid, exc)
+class SignalSender(Protocol):
+    """How the lifecycle signals a child's process group (`killpg`, or a fake in tests)."""
 
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def __call__(self, pgid: int, signum: int, *, unreaped: bool = False) -> None: ...
 
 
 def _merge_after_stop(pending: AfterStop | None, new: AfterStop) -> AfterStop:
@@ -351,10 +336,7 @@ class Lifecycle:
         """Signal a child that is not reaped yet: its group, or itself if it has no group yet
         (a stop right after fork, before its setsid). Unreaped, its pid cannot be reused."""
         assert w.pid is not None
-        self.send_signal(w.pid, signum)
-        if not _group_exists(w.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(w.pid, signum)
+        self.send_signal(w.pid, signum, unreaped=True)
 
     def _after_stop(self, w: Workload, then: AfterStop) -> None:
         w.then = None

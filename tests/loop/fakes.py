@@ -51,7 +51,7 @@ class FakeWorld:
         self.children.append(child)
         return child
 
-    def send(self, pgid: int, signum: int) -> None:
+    def send(self, pgid: int, signum: int, *, unreaped: bool = False) -> None:
         self.signals.append((pgid, signum))
         for child in self.children:
             if child.pid == pgid and child.code is None and signum in self.exit_on:
