@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -367,3 +368,47 @@ def test_a_world_readable_token_file_is_refused_with_a_clear_line(
     assert "readable by every user" in log and str(token_file) in log
     assert TOKEN not in log and "Traceback" not in log
     assert central.count() == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_fleet_enabled_runs_heartbeat_under_the_master_and_restarts_it(
+    daemon: Daemon, central: Central
+) -> None:
+    # The real thing: the master synthesizes @heartbeat from daemon.yaml and forks it.
+    write_daemon_yaml(daemon.config_dir, central.url, enabled=True, api_port=free_port())
+    (daemon.config_dir / "daemon.yaml").chmod(0o600)  # it holds a token
+    daemon.workload("sleeper", "sleep_forever")
+    daemon.start()
+    first_pid = daemon.wait_state("@heartbeat", "RUNNING")["pid"]
+    views = daemon.workloads()
+    assert views["@heartbeat"]["internal"] is True
+    body = central.wait_count(1)[0]["body"]
+    by_name = {w["name"]: w for w in body["workloads"]}
+    assert by_name["@heartbeat"]["internal"] is True and by_name["sleeper"]["internal"] is False
+    assert body["master"]["pid"] == daemon.pid
+    assert body["system"]["disk"]["log"]["path"] == str(daemon.log_dir)
+
+    os.kill(first_pid, signal.SIGKILL)
+    second_pid = wait_for(
+        lambda: (
+            (st := daemon.status("@heartbeat"))["state"] == "RUNNING"
+            and st["pid"] != first_pid
+            and st["pid"]
+        ),
+        what="@heartbeat restarted after kill -9",
+    )
+    before = central.count()
+    central.wait_count(before + 1)
+    status = json.dumps(daemon.status("@heartbeat"))
+    cmdline = Path(f"/proc/{second_pid}/cmdline").read_bytes().decode(errors="replace")
+    log = (daemon.log_dir / "@heartbeat.log").read_text(errors="replace")
+    daemon.ctl("down")
+    assert daemon.proc is not None and daemon.proc.wait(30) == 0
+    assert TOKEN not in status and TOKEN not in cmdline and TOKEN not in log
+    assert "sending heartbeats as pi-test" in log
