@@ -57,6 +57,12 @@ test: system-packages lint
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Fleet deploys (Fabric tasks, issue 11) are not built yet: these targets say so and fail
+# rather than succeed having done nothing.
+setup setup-local deploy deploy-client deploy-dry-run deploy-sync:
+	@echo "make $@: not built yet — fleet deploys (fab setup/deploy/sync) are not implemented yet (README.md, Make targets)" >&2
+	@exit 1
+
 clean:
 	rm -rf $(VENV) $(VAR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
