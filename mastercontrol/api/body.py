@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from mastercontrol.api.errors import APIError
+from mastercontrol.ipc.protocol import json_depth
 
 MAX_BODY_BYTES = 1024 * 1024  # the app's cap; Waitress's own limit sits above it (server.py)
 MAX_DEPTH = 32  # a config push is 2 levels deep; anything near this is an attack or a bug
@@ -57,23 +58,8 @@ def decode(data: bytes) -> Any:
 
 
 def depth(value: Any) -> int:
-    """Nesting depth of decoded JSON (a scalar is 0), walked without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        level += 1
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, level) for child in children)
-    return deepest
+    """Nesting depth of decoded JSON (a scalar is 0); the IPC protocol's one walker."""
+    return json_depth(value, MAX_DEPTH)
 
 
 def _no_constants(name: str) -> Any:

@@ -80,21 +80,25 @@ def parse_signal(value: object) -> signal.Signals:
         raise ValueError(f"unknown signal {text!r:.40} (a name like HUP or a number)") from None
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
-    """True if `value` nests at most `limit` containers deep (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+def json_depth(value: Any, stop_above: int | None = None) -> int:
+    """Nesting depth of decoded JSON (a scalar is 0, `{}` is 1), walked without recursion; the
+    walk stops early once it is past `stop_above`. The HTTP APIs use it for bodies too."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, depth = stack.pop()
+        item, level = stack.pop()
         if isinstance(item, dict):
             children: Any = item.values()
         elif isinstance(item, list):
             children = item
         else:
             continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
+        level += 1
+        deepest = max(deepest, level)
+        if stop_above is not None and deepest > stop_above:
+            return deepest
+        stack.extend((child, level) for child in children)
+    return deepest
 
 
 def _loads(line: bytes, code: ErrorCode, what: str) -> Any:
@@ -107,7 +111,7 @@ def _loads(line: bytes, code: ErrorCode, what: str) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IPCError(code, f"{what} is not valid JSON: {exc}") from None
     else:
-        deep = not _depth_ok(value, MAX_JSON_DEPTH)
+        deep = json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     if deep:
         bad = ErrorCode.BAD_REQUEST if code is ErrorCode.BAD_JSON else code
         raise IPCError(bad, f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
