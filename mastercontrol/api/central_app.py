@@ -25,6 +25,7 @@ import bottle
 
 from mastercontrol import __version__
 from mastercontrol.api import central_views as views
+from mastercontrol.api import openapi as openapi_doc
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
 from mastercontrol.api.central_proxy import ClientUnreachable, call_client, path_segment
@@ -66,16 +67,6 @@ class Central:
             self.rejected[reason] += 1
 
 
-def openapi_candidates() -> list[Path]:
-    import sys
-
-    here = Path(__file__).resolve().parents[2]
-    return [
-        here / "docs" / "openapi" / "central.yaml",
-        Path(sys.prefix) / "share" / "mastercontrol" / "openapi" / "central.yaml",
-    ]
-
-
 def bearer(header: str | None) -> str | None:
     match = _BEARER.fullmatch((header or "").strip())
     return match.group(1) if match else None
@@ -106,7 +97,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
         # page and shows no data; everything else is the operator's.
         if bottle.request.path in (HEARTBEAT_PATH, "/"):
             return
-        if not operator.allows(bottle.request.get_header("Authorization")):
+        if not operator.allows(bottle.request.environ.get("HTTP_AUTHORIZATION")):
             raise _unauthorized()
 
     def known(name: str) -> ClientState:
@@ -122,7 +113,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
 
     @app.post(HEARTBEAT_PATH)  # type: ignore[untyped-decorator]
     def heartbeat() -> dict[str, Any]:
-        token = bearer(bottle.request.get_header("Authorization"))
+        token = bearer(bottle.request.environ.get("HTTP_AUTHORIZATION"))
         roster = central.roster
         if not roster.knows_token(token):
             central.reject("unauthorized")
@@ -323,14 +314,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
 
     @app.get(f"{PREFIX}/openapi.yaml")  # type: ignore[untyped-decorator]
     def openapi() -> bytes:
-        for path in [central.openapi_path] if central.openapi_path else openapi_candidates():
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            bottle.response.content_type = "application/yaml"
-            return data
-        raise APIError(404, "not_found", "the OpenAPI document is not installed")
+        return openapi_doc.document("central", central.openapi_path)
 
     @app.get("/metrics")  # type: ignore[untyped-decorator]
     def prometheus() -> str:

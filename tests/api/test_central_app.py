@@ -105,6 +105,13 @@ def test_an_unknown_token_is_401_before_the_body_is_read(rig: Rig) -> None:
     assert r.status == 401 and "bearer" in r.headers["www-authenticate"].lower()
 
 
+def test_a_non_ascii_authorization_header_is_401_not_500(rig: Rig) -> None:
+    # WSGI hands headers over as latin-1 text; Bottle's get_header re-decodes them and raised.
+    for method, path in (("POST", "/api/v1/heartbeat"), ("GET", "/api/v1/fleet")):
+        r = call(rig.app, method, path, token="caf\u00e9", json_body={"client_name": "pi-01"})
+        assert (r.status, r.error_code) == (401, "unauthorized"), (method, path)
+
+
 def test_another_clients_token_is_403_before_the_body_is_validated(rig: Rig) -> None:
     r = rig.hb("pi-01", "tok-2", sent_at="garbage")
     assert (r.status, r.error_code) == (403, "forbidden")
