@@ -10,7 +10,6 @@ every route but `health` needs the bearer token (auth.py). Must not import daemo
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ import bottle
 
 from mastercontrol import __version__
 from mastercontrol.api import metrics
+from mastercontrol.api import openapi as openapi_doc
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
 from mastercontrol.api.errors import APIError, from_ipc, install_json_errors, unreachable
@@ -39,15 +39,6 @@ RESERVED_FILES = frozenset({"daemon.yaml", "daemon.yml", "inventory.yaml", "inve
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
 
 T = TypeVar("T")
-
-
-def openapi_candidates() -> list[Path]:
-    """Where the hand-written spec lives: the source tree, or share/ of an installed package."""
-    here = Path(__file__).resolve().parents[2]
-    return [
-        here / "docs" / "openapi" / "client.yaml",
-        Path(sys.prefix) / "share" / "mastercontrol" / "openapi" / "client.yaml",
-    ]
 
 
 def ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -237,13 +228,6 @@ def create_client_app(
 
     @app.get(f"{PREFIX}/openapi.yaml")  # type: ignore[untyped-decorator]
     def openapi() -> bytes:
-        for path in [openapi_path] if openapi_path else openapi_candidates():
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            bottle.response.content_type = "application/yaml"
-            return data
-        raise APIError(404, "not_found", "the OpenAPI document is not installed")
+        return openapi_doc.document("client", openapi_path)
 
     return app
