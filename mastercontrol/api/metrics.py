@@ -57,10 +57,12 @@ class Exposition:
 
 
 def _last_duration(runs: list[dict[str, Any]]) -> float | None:
+    # The run's own monotonic measure: ended_at - started_at is wall time, which a clock step
+    # makes negative or an hour long. A run without one (still going, lost) is passed over.
     for run in runs:  # newest first
-        start, end = run.get("started_at"), run.get("ended_at")
-        if isinstance(start, int | float) and isinstance(end, int | float):
-            return max(0.0, float(end) - float(start))
+        took = run.get("duration")
+        if isinstance(took, int | float) and not isinstance(took, bool):
+            return float(took)
     return None
 
 
@@ -131,7 +133,7 @@ def workload_families(
     out.family(
         "mastercontrol_workload_last_run_duration_seconds",
         "gauge",
-        "Wall-clock duration of the workload's last finished run.",
+        "Duration of the workload's last finished run (monotonic clock).",
         durations,
     )
     exit_codes = [

@@ -128,10 +128,11 @@ def status_block(w: dict[str, Any], now: float | None = None) -> str:
                 str(r.get("id")),
                 when(r.get("started_at"), now),
                 str(r.get("pid") or "-"),
+                duration(r.get("duration")),
                 str(r.get("reason") or "running"),
                 str(r.get("text") or ""),
             ]
             for r in runs
         ]
-        out.append(table(["RUN", "STARTED", "PID", "REASON", "RESULT"], rows))
+        out.append(table(["RUN", "STARTED", "PID", "TOOK", "REASON", "RESULT"], rows))
     return "\n".join(out)

@@ -241,6 +241,26 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ timers
 
+    def schedules_armed(self) -> bool:
+        """Some agent waits for a cron tick (the loop then watches the wall clock for steps)."""
+        return any(self.ticks.armed(w) for w in self.workloads.values())
+
+    def clock_stepped(self, step: float) -> None:
+        """The wall clock was set by `step` seconds: re-plan every schedule now.
+
+        Timers are monotonic and stay right; only what is shown as a wall time moves with the
+        clock (`retry_at`), and every armed cron tick is decided again on the new time.
+        """
+        log.warning(
+            "wall clock stepped %+.1fs; re-planning %d schedules",
+            step,
+            sum(1 for w in self.workloads.values() if self.ticks.armed(w)),
+        )
+        for w in list(self.workloads.values()):
+            if w.retry_wall is not None:
+                w.retry_wall += step
+            self.ticks.replan(w, step)
+
     def _on_tick(self, name: str) -> None:
         w = self.workloads.get(name)
         if w is not None:
@@ -410,7 +430,10 @@ class Lifecycle:
         pid = w.pid
         assert pid is not None
         status = decode(exitcode, w.stop_reason)
-        now_wall = self.clock.wall()
+        now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
+        # The wall clock stamps the run for display; how long it lasted is measured on the
+        # monotonic clock, which a clock step (NTP, `date -s`) cannot make negative or long.
+        lasted = now_mono - (w.started_mono if w.started_mono is not None else now_mono)
         # Anything the run left behind in its process group goes with it.
         self.send_signal(pid, signal.SIGKILL)
         if w.run_id is not None:
@@ -422,12 +445,12 @@ class Lifecycle:
                 status.signal,
                 status.reason,
                 status.text,
+                round(lasted, 3),
             )
         for kind in RUN_TIMERS:
             self.timers.cancel(TimerKey(kind, w.name))
         w.process, w.run_id = None, None
         w.last_exit, w.last_exit_wall = status, now_wall
-        lasted = self.clock.monotonic() - (w.started_mono or self.clock.monotonic())
         level = logging.INFO if status.reason in (R.EXIT, R.STOPPED) else logging.WARNING
         log.log(level, "%s: pid %d ended after %.1fs: %s", w.name, pid, lasted, status.text)
         old = w.state

@@ -35,7 +35,7 @@ from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.signals import SignalPipe
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.systemd import Notifier
-from mastercontrol.engine.clock import Clock
+from mastercontrol.engine.clock import JUMP_CHECK_INTERVAL, Clock, JumpWatch
 from mastercontrol.engine.timers import TimerHeap, TimerKey, TimerKind, TimerTable
 from mastercontrol.errors import IPCError, StoreError
 from mastercontrol.ipc.protocol import ErrorCode
@@ -106,6 +106,7 @@ class MasterLoop:
         )
         self.started_mono = clock.monotonic()
         self.started_wall = clock.wall()
+        self.jumps = JumpWatch(clock)  # wall clock steps re-plan the schedules at once
         self.done = False
         self._internal_stopped = False  # shutdown: the internal services were told to stop
         self.config_problems: list[str] = []
@@ -176,6 +177,10 @@ class MasterLoop:
         timeout = self.timers.timeout(self.clock.monotonic())
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
+        if self.lifecycle.schedules_armed():
+            # A cron tick waits on a monotonic timer computed from the wall clock: look at the
+            # wall clock at least every JUMP_CHECK_INTERVAL, so a step re-plans within a second.
+            timeout = JUMP_CHECK_INTERVAL if timeout is None else min(timeout, JUMP_CHECK_INTERVAL)
         ready = self.selector.select(timeout)
         self.wakeups += 1
         try:
@@ -207,6 +212,9 @@ class MasterLoop:
         dispatch(self.outputs, now)  # child output
         dispatch(self.monitor, now)  # health probes
         dispatch(self.control, now)  # IPC: requests answered, replies queued
+        step = self.jumps.check()
+        if step:
+            self.lifecycle.clock_stepped(step)  # before the timers: they may be re-armed
         for timer in self.timers.pop_due(self.clock.monotonic()):
             self.timer_table.dispatch(timer)
         self.monitor.sync_checks()

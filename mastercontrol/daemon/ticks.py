@@ -64,6 +64,23 @@ class Ticks:
         self._handle_due(w, "")
         self.rearm(w)
 
+    def armed(self, w: Workload) -> bool:
+        """The agent is on its schedule (a tick timer is set)."""
+        return TimerKey(TimerKind.TICK, w.name) in self.timers
+
+    def replan(self, w: Workload, step: float) -> None:
+        """The wall clock was stepped by `step` seconds: decide now, not when the old timer fires.
+
+        The planner applies the documented jump rules to the new time (forward: the latest due
+        tick runs once, the rest are missed; back by a period or more: re-anchored so the next
+        tick after the new time fires) and the timer is re-armed for the new next tick, so
+        `next_run_at` shows it at once. Only an armed agent is touched.
+        """
+        if not self.armed(w) or w.planner is None or w.operator_stopped or not w.cfg.enabled:
+            return
+        self._handle_due(w, f"when the wall clock was set {'forward' if step > 0 else 'back'}")
+        self.rearm(w)
+
     def _handle_due(self, w: Workload, why: str) -> None:
         """Ask the planner what is due now: record missed ticks, run at most once."""
         assert w.planner is not None

@@ -6,8 +6,9 @@ Never edit or reorder a released step: append a new one. Sits above `store/db.py
 `transaction()`); imports only the standard library, `mastercontrol.errors` and that module,
 never queries or open.
 
-Schema (version 1). Times are wall-clock epoch seconds (floats), for display and history only;
-the daemon schedules on its own monotonic clock.
+Schema (version 2). Times are wall-clock epoch seconds (floats), for display and history only;
+the daemon schedules on its own monotonic clock. Durations are measured on the monotonic clock
+and stored as measured: never `ended_at - started_at`, which a clock step makes negative.
 
 workloads: one row per workload the daemon currently knows (deleted when it leaves the config).
     name              TEXT PRIMARY KEY
@@ -31,7 +32,9 @@ runs: one row per run, inserted before the fork (pid NULL until known).
     started_at REAL NOT NULL, ended_at REAL (NULL while running),
     exit_code INTEGER, signal INTEGER (number that ended it, or NULL),
     reason TEXT (exit, signal, timeout, memory, stopped, spawn_failed, daemon_lost, ...),
-    text TEXT (human-readable summary, e.g. "exit status 1", "killed by SIGKILL")
+    text TEXT (human-readable summary, e.g. "exit status 1", "killed by SIGKILL"),
+    duration REAL (version 2: seconds the run lasted by the master's monotonic clock; NULL while
+    running, for a run the daemon lost, and for runs recorded before version 2)
 
 events: state changes and notable non-changes (trigger "tick_skipped"), per workload.
     id INTEGER PRIMARY KEY, workload TEXT, at REAL, old_state TEXT, new_state TEXT
@@ -96,6 +99,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX events_workload_id ON events (workload, id)",
     ),
+    # 1 -> 2: run durations by the monotonic clock (a wall-clock step made them negative)
+    ("ALTER TABLE runs ADD COLUMN duration REAL",),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -56,10 +56,11 @@ class RunRow:
     signal: int | None
     reason: str | None
     text: str | None
+    duration: float | None  # monotonic seconds; None while running or when unknown
 
 
 _RUN_COLUMNS = (
-    "id, workload, generation, pid, started_at, ended_at, exit_code, signal, reason, text"
+    "id, workload, generation, pid, started_at, ended_at, exit_code, signal, reason, text, duration"
 )
 _WORKLOAD_COLUMNS = (
     "name, state, pid, operator_stopped, run_generation, runs_started, runs_total, last_tick, "
@@ -251,12 +252,14 @@ class Store:
         signal: int | None,
         reason: str,
         text: str | None,
+        duration: float | None = None,
     ) -> None:
+        """Close a run. `at` is the wall time (display); `duration` the monotonic measure."""
         with self.transaction():
             self._update_run(
                 run_id,
-                "ended_at = ?, exit_code = ?, signal = ?, reason = ?, text = ?",
-                (at, exit_code, signal, reason, text),
+                "ended_at = ?, exit_code = ?, signal = ?, reason = ?, text = ?, duration = ?",
+                (at, exit_code, signal, reason, text, duration),
             )
 
     def _update_run(self, run_id: int, sql_set: str, params: tuple[Any, ...]) -> None:

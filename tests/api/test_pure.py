@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mastercontrol.api.auth import TokenCheck
@@ -75,7 +77,11 @@ def test_exposition_has_help_and_type_once_per_family() -> None:
         {"name": "a", "state": "RUNNING", "restarts": 2, "runs": 3, "metrics": None},
         {"name": "b", "state": "FATAL", "restarts": 0, "runs": 1, "metrics": None},
     ]
-    runs = {"a": [{"started_at": 10.0, "ended_at": 12.5}], "b": [{"started_at": 1.0}]}
+    # "a" ended by a wall clock set back an hour: the duration is the measured one, not end-start.
+    runs: dict[str, list[dict[str, Any]]] = {
+        "a": [{"started_at": 10.0, "ended_at": 12.5 - 3600, "duration": 2.5}],
+        "b": [{"started_at": 1.0, "duration": None}],
+    }
     system = {"load": [0.5, 0.25, 0.0], "memory": {"total_bytes": 1024}, "disk": {"log": None}}
     text = exposition({"daemon": {"version": "1"}, "workloads": views}, runs, system)
     assert text.count("# TYPE mastercontrol_workload_restarts_total counter") == 1

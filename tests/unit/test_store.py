@@ -186,9 +186,9 @@ def test_begin_run_inside_an_open_transaction_is_refused(store: Store) -> None:
 def test_run_lifecycle_is_recorded(store: Store) -> None:
     run_id = store.begin_run("svc", T0)
     store.set_run_pid(run_id, 4321)
-    store.end_run(run_id, T0 + 3, exit_code=None, signal=9, reason="timeout", text="killed")
+    store.end_run(run_id, T0 + 3, None, 9, "timeout", "killed", duration=2.75)
     assert store.recent_runs("svc") == [
-        RunRow(run_id, "svc", 0, 4321, T0, T0 + 3, None, 9, "timeout", "killed")
+        RunRow(run_id, "svc", 0, 4321, T0, T0 + 3, None, 9, "timeout", "killed", 2.75)
     ]
 
 

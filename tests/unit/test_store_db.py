@@ -87,14 +87,14 @@ def test_reopening_keeps_data_and_version(tmp_path: Path) -> None:
 
 def test_migrate_applies_only_the_steps_the_database_has_not_seen(tmp_path: Path) -> None:
     conn = connect(tmp_path / "state.db")
-    assert migrate(conn) == 1
+    assert migrate(conn) == LATEST_VERSION
     conn.execute("INSERT INTO workloads (name, state, updated_at) VALUES ('a', 'STOPPED', 0)")
     # Step 1 would fail with "table workloads already exists" if it ran again.
     steps = (*MIGRATIONS, ("ALTER TABLE workloads ADD COLUMN note TEXT",))
-    assert migrate(conn, steps) == 2
-    assert user_version(conn) == 2
+    assert migrate(conn, steps) == LATEST_VERSION + 1
+    assert user_version(conn) == LATEST_VERSION + 1
     assert conn.execute("SELECT name, note FROM workloads").fetchall() == [("a", None)]
-    assert migrate(conn, steps) == 2  # nothing left to do
+    assert migrate(conn, steps) == LATEST_VERSION + 1  # nothing left to do
     conn.close()
 
 
@@ -104,9 +104,25 @@ def test_failing_migration_step_leaves_the_previous_version_intact(tmp_path: Pat
     steps = (*MIGRATIONS, ("CREATE TABLE extra (x INTEGER)", "THIS IS NOT SQL"))
     with pytest.raises(StoreError):
         migrate(conn, steps)
-    assert user_version(conn) == 1
+    assert user_version(conn) == LATEST_VERSION
     assert "extra" not in _tables(conn)  # the step's first statement was rolled back
     conn.close()
+
+
+def test_a_version_1_database_keeps_its_runs_and_gains_durations(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    conn = connect(path)
+    migrate(conn, MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO runs (workload, generation, started_at, ended_at, reason) "
+        "VALUES ('a', 0, 10.0, 12.0, 'exit')"
+    )
+    conn.close()
+    store, message = open_store(path, NOW)
+    assert message is None
+    (old,) = store.recent_runs("a")
+    assert (old.started_at, old.ended_at, old.duration) == (10.0, 12.0, None)  # not guessed
+    store.close()
 
 
 def test_database_from_the_future_is_refused_and_left_in_place(tmp_path: Path) -> None:
