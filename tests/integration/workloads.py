@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -167,3 +168,18 @@ def fork_until_refused(limit: int = 50) -> None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     print(f"forked {len(pids)} ({error})", flush=True)
+
+
+def select_sleep(seconds: float = 1.0, marker: str = "") -> None:
+    """sleep_for without time.sleep: under libfaketime with FAKETIME_DONT_FAKE_MONOTONIC
+    (tests/integration/test_clock_jumps.py), Python 3.11's time.sleep fails with EINVAL
+    (its clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME); libfaketime issue #426)."""
+    if marker:
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    end = time.monotonic() + seconds
+    for _ in range(10_000):
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        select.select([], [], [], left)
