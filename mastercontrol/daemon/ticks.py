@@ -3,7 +3,8 @@
 For each agent a TickPlanner (`mastercontrol.engine.schedule`) turns wall-clock cron times into
 decisions; this module arms the monotonic timer for the next tick, persists every handled tick
 (so a restart's catch-up counts only real downtime), records missed and skipped ticks, and asks
-the lifecycle to launch a run — at most one per tick, never while the previous run is going.
+the lifecycle to launch a run — at most one per tick, never while the previous run is going —
+and re-plans every armed schedule at once when the loop sees the wall clock step.
 Imports the stdlib and the package's own modules only.
 """
 

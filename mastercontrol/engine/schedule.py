@@ -35,9 +35,10 @@ class TickDecision:
 class TickPlanner:
     """One scheduled workload's tick bookkeeping. Pure: every call takes the wall time.
 
-    Use: at startup build it with the persisted `last_tick` and call `due(now)`; then after
-    every wake (timer or not) call `due(now)` again; wait for `next_tick`, converted with
-    `wall_to_monotonic_deadline`. Persist `last_tick` after each decision that handled a tick.
+    Use: at startup build it with the persisted `last_tick` and call `due(now)`; then when its
+    timer fires, and at once when the wall clock is seen to step (daemon/ticks.py `replan`),
+    call `due(now)` again; wait for `next_tick`, converted with `wall_to_monotonic_deadline`.
+    Persist `last_tick` after each decision that handled a tick.
 
     Rules:
     - One run per tick, at most one run per `due()`. A timer that fires early (monotonic and wall
@@ -162,6 +163,7 @@ def wall_to_monotonic_deadline(tick_wall: float, now_wall: float, now_mono: floa
     """The monotonic time at which `tick_wall` is due, never earlier than `now_mono`.
 
     The wall clock is read again when the timer fires (`TickPlanner.due`), so a clock change in
-    between costs at most one early or late wake, never a wrong run.
+    between costs at most one early wake, never a wrong run; a late one is prevented by the
+    loop, which re-plans within a second of a step (engine/clock.py `JumpWatch`).
     """
     return now_mono + max(0.0, tick_wall - now_wall)
