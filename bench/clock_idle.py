@@ -69,19 +69,28 @@ def measure(repo: Path, agents: int, seconds: float) -> dict[str, float]:
             time.sleep(3)  # let start-up work settle
             master = psutil.Process(proc.pid)
             wake0 = int(client.ping().get("wakeups", 0))
-            cpu0 = master.cpu_times()
+            cpu0, ns0 = master.cpu_times(), _on_cpu_ns(proc.pid)
             time.sleep(seconds)
-            cpu1 = master.cpu_times()
+            cpu1, ns1 = master.cpu_times(), _on_cpu_ns(proc.pid)
             wake1 = int(client.ping().get("wakeups", 0))
         finally:
             proc.terminate()
             proc.wait(30)
     used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    on_cpu = (ns1 - ns0) / 1e9
     return {
-        "cpu_seconds": round(used, 3),
-        "cpu_percent": round(100 * used / seconds, 3),
+        "cpu_seconds": round(used, 3),  # user+system, in clock ticks (10 ms resolution)
+        "on_cpu_ms": round(on_cpu * 1000, 2),  # /proc/PID/schedstat: nanoseconds on a CPU
+        "cpu_percent": round(100 * on_cpu / seconds, 4),
         "wakeups": wake1 - wake0,
+        "ms_per_wakeup": round(1000 * on_cpu / max(1, wake1 - wake0), 3),
     }
+
+
+def _on_cpu_ns(pid: int) -> int:
+    """Time the process's threads spent on a CPU, in ns (exact, unlike clock-tick CPU times)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ the step, not when the old (monotonic) timer fires. Fake clock and spawner; real
 
 from __future__ import annotations
 
+import selectors
 import signal
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -106,7 +107,7 @@ def test_a_loop_with_a_schedule_looks_at_the_wall_clock_every_second(make: Make)
     seen: list[float | None] = []
     real_select = rig.loop.selector.select
 
-    def spy(timeout: float | None = None) -> list[object]:
+    def spy(timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         seen.append(timeout)
         return real_select(0)
 
