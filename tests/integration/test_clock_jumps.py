@@ -115,6 +115,9 @@ def test_hourly_agent_after_a_forward_step_of_three_days_runs_once_and_replans(
     assert status["next_run_at"] - stepped.now() <= 3600
     assert status["next_run_at"] >= before + 3 * 86400 - 3600
     assert len(runs_of(daemon, "hourly")) == 1  # no burst for the ticks stepped over
+    assert daemon.workloads()["hourly"]["next_run_at"] == status["next_run_at"]  # list too
+    log = (daemon.log_dir / "mastercontrold.log").read_text()
+    assert "wall clock stepped +259200" in log
 
 
 def test_minute_agent_after_a_forward_step_to_just_before_its_tick_runs_on_time(
