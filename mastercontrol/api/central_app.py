@@ -28,11 +28,12 @@ from mastercontrol.api import central_views as views
 from mastercontrol.api import openapi as openapi_doc
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
-from mastercontrol.api.central_proxy import ClientUnreachable, call_client, path_segment
+from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
 from mastercontrol.api.client_app import query_bool, query_int, workload_name
+from mastercontrol.api.dashboard_app import install_dashboard, is_dashboard_path
 from mastercontrol.api.errors import APIError, install_json_errors
 from mastercontrol.fleet.coalescer import Coalescer
-from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, Event, FleetStore
+from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, FleetStore
 from mastercontrol.fleet.intake import NAME_RE, HeartbeatInvalid, parse_heartbeat
 from mastercontrol.fleet.liveness import ALL_STATUSES
 from mastercontrol.fleet.roster import Roster, Verdict
@@ -93,9 +94,10 @@ def create_central_app(central: Central) -> bottle.Bottle:
 
     @app.hook("before_request")  # type: ignore[untyped-decorator]
     def _authorize() -> None:
-        # Heartbeats carry a client's token (checked in the route); `/` is the dashboard's
-        # page and shows no data; everything else is the operator's.
-        if bottle.request.path in (HEARTBEAT_PATH, "/"):
+        # Heartbeats carry a client's token (checked in the route); the dashboard's pages
+        # check their own session cookie (api/dashboard_app.py); the rest is the operator's.
+        path = bottle.request.path
+        if path == HEARTBEAT_PATH or is_dashboard_path(path):
             return
         if not operator.allows(bottle.request.environ.get("HTTP_AUTHORIZATION")):
             raise _unauthorized()
@@ -105,11 +107,6 @@ def create_central_app(central: Central) -> bottle.Bottle:
         if state is None:
             raise APIError(404, "unknown_client", f"no client named {name!r}")
         return state
-
-    @app.get("/")  # type: ignore[untyped-decorator]
-    def index() -> str:
-        bottle.response.content_type = "text/html; charset=utf-8"
-        return views.PLACEHOLDER_PAGE
 
     @app.post(HEARTBEAT_PATH)  # type: ignore[untyped-decorator]
     def heartbeat() -> dict[str, Any]:
@@ -198,30 +195,13 @@ def create_central_app(central: Central) -> bottle.Bottle:
     def proxy(name: str, method: str, path: str, action: str | None, body: Any = None) -> Any:
         """Forward to the client's API; `action` (None for reads) is recorded as an event."""
         state = known(name)
-        target = central.roster.target_url(state.name, state.api_url)
         actor = f"operator@{bottle.request.remote_addr or 'unknown'}"
         workload = bottle.request.url_args.get("workload")
-
-        def note(result: str) -> None:
-            if action is not None:
-                record(state.name, workload, actor, action, result)
-
-        if target is None:
-            note("no_api_url")
-            raise APIError(
-                502, "client_unreachable",
-                "the central has no acceptable API URL for this client (the inventory gives "
-                "none, and no heartbeat URL on the inventory host was seen)",
-            )  # fmt: skip
-        token = central.roster.call_token(state.name)
         try:
-            reply = call_client(
-                target, method, path, token, body=body, timeout=central.client_timeout
-            )
+            reply = forward(central, state, method, path, action=action, workload=workload,
+                            actor=actor, body=body)  # fmt: skip
         except ClientUnreachable as exc:
-            note(exc.code)
             raise APIError(exc.status, exc.code, exc.message) from None
-        note("ok" if reply.status < 400 else f"http_{reply.status}")
         if reply.status >= 500:
             raise APIError(
                 502, "client_error", f"the client answered {reply.status}",
@@ -231,12 +211,6 @@ def create_central_app(central: Central) -> bottle.Bottle:
         if reply.status >= 400 and not views.is_error_body(reply.body):
             return {"error": {"code": f"http_{reply.status}", "message": "the client refused"}}
         return reply.body
-
-    def record(client: str, workload: str | None, actor: str, action: str, result: str) -> None:
-        central.store.add_event(
-            Event(at=central.clock(), kind="action", client=client, workload=workload,
-                  actor=actor, action=action, result=result)
-        )  # fmt: skip
 
     @app.post(f"{PREFIX}/clients/<name>/workloads/<workload>/<action:re:start|stop|restart>")  # type: ignore[untyped-decorator]
     def control(name: str, workload: str, action: str) -> Any:
@@ -321,5 +295,6 @@ def create_central_app(central: Central) -> bottle.Bottle:
         bottle.response.content_type = views.METRICS_CONTENT_TYPE
         return views.exposition(central, central.coalescer.all(), central.clock())
 
+    install_dashboard(app, central)
     app.config["mastercontrol.version"] = __version__
     return app

@@ -4,7 +4,9 @@ Owns `call_client()`: it sends one request to a URL the roster approved (fleet/r
 returns the client's status and JSON body, or raises `ClientUnreachable` with the HTTP status
 the central answers (502 refused, unresolvable, a bad or redirecting reply; 504 timed out).
 Redirects are never followed: a client could otherwise send the central anywhere. Replies are
-read up to a cap. Imports only the standard library; not daemon/ or child/.
+read up to a cap. `forward()` is the one way the API's remote-control routes and the
+dashboard's buttons reach a client: the roster's URL and token, the call, and the action
+recorded as an event. Imports the standard library and fleet/; not bottle, daemon/ or child/.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from __future__ import annotations
 import http.client
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
+
+from mastercontrol.fleet.fleetstore import ClientState, Event
+
+if TYPE_CHECKING:
+    from mastercontrol.api.central_app import Central
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024  # a log tail of 10,000 long lines still fits
 
@@ -93,3 +100,44 @@ def call_client(
             502, "bad_client_reply", f"the client answered {status} without JSON"
         ) from None
     return Reply(status, decoded)
+
+
+def forward(
+    central: Central,
+    state: ClientState,
+    method: str,
+    path: str,
+    *,
+    action: str | None,
+    workload: str | None,
+    actor: str,
+    body: Any = None,
+) -> Reply:
+    """One call to the client's API at the URL the roster approves, with that client's token;
+    `action` (None for reads) is recorded as an event with its result. Raises
+    ClientUnreachable (also when the central knows no acceptable URL). Used by the API's
+    remote-control routes and by the dashboard's buttons alike."""
+
+    def note(result: str) -> None:
+        if action is not None:
+            central.store.add_event(
+                Event(at=central.clock(), kind="action", client=state.name, workload=workload,
+                      actor=actor, action=action, result=result)
+            )  # fmt: skip
+
+    target = central.roster.target_url(state.name, state.api_url)
+    if target is None:
+        note("no_api_url")
+        raise ClientUnreachable(
+            502, "client_unreachable",
+            "the central has no acceptable API URL for this client (the inventory gives "
+            "none, and no heartbeat URL on the inventory host was seen)",
+        )  # fmt: skip
+    token = central.roster.call_token(state.name)
+    try:
+        reply = call_client(target, method, path, token, body=body, timeout=central.client_timeout)
+    except ClientUnreachable as exc:
+        note(exc.code)
+        raise
+    note("ok" if reply.status < 400 else f"http_{reply.status}")
+    return reply

@@ -33,14 +33,6 @@ _STATUS_WORD = re.compile(r"[a-z][a-z_]{0,31}")
 MAX_BATCHES = 1000
 MAX_BATCH_CLIENTS = 10000
 
-PLACEHOLDER_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Master Control central</title></head>
-<body><h1>Master Control central API</h1>
-<p>The dashboard is not built yet. The JSON API is under <code>/api/v1</code>
-(see <code>/api/v1/openapi.yaml</code>; every route needs the operator's bearer token).</p>
-</body></html>
-"""
-
 
 def _metrics_of(state: ClientState) -> dict[str, float | None]:
     hb = Heartbeat(state.name, 0.0, None, None, None, (), state.system)

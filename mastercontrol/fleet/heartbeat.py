@@ -27,7 +27,7 @@ MAX_BACKOFF_SECONDS = 300.0
 BACKOFF_INTERVALS = 10  # the backoff cap is also at most this many intervals
 
 # The keys of a workload in a heartbeat (a subset of a `list --json` view).
-WORKLOAD_KEYS = ("name", "state", "pid", "version", "runs", "restarts", "last_exit")
+WORKLOAD_KEYS = ("name", "state", "pid", "version", "runs", "restarts", "last_exit", "started_at")
 
 
 def heartbeat_url(central_api_url: str) -> str:

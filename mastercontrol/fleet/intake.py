@@ -22,7 +22,9 @@ MAX_WORKLOADS = 1000
 MAX_TEXT = 256  # versions, release ids, states, exit texts
 MAX_URL = 512
 # Workload fields the central keeps (everything else in a workload object is dropped).
-WORKLOAD_FIELDS = ("name", "state", "pid", "version", "runs", "restarts", "last_exit", "internal")
+WORKLOAD_FIELDS = (
+    "name", "state", "pid", "version", "runs", "restarts", "last_exit", "internal", "started_at",
+)  # fmt: skip
 # The history keeps these numbers only, never a whole body.
 METRICS = ("cpu_percent", "memory_used_percent", "disk_used_percent", "temperature_c", "load1")
 FATAL = "FATAL"
@@ -174,6 +176,10 @@ def _workloads(raw: Any, problems: list[str]) -> tuple[dict[str, Any], ...]:
         kept["version"] = version if isinstance(version, str) and len(version) <= MAX_TEXT else None
         kept["last_exit"] = _bounded_json(item.get("last_exit"), depth=2)
         kept["internal"] = item.get("internal") is True
+        started = item.get("started_at")  # the device's wall clock: uptime = sent_at - this
+        kept["started_at"] = None
+        if isinstance(started, int | float) and not isinstance(started, bool):
+            kept["started_at"] = float(started) if math.isfinite(started) else None
         out.append(kept)
     return tuple(out)
 

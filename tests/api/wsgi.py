@@ -13,8 +13,9 @@ from wsgiref.validate import validator
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-case names; the last of a repeated header
     body: bytes
+    header_list: tuple[tuple[str, str], ...] = ()  # every header, repeated ones too
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -67,6 +68,7 @@ def call(
     def start_response(status: str, hdrs: list[tuple[str, str]], exc_info: Any = None) -> Any:
         captured["status"] = int(status.split()[0])
         captured["headers"] = {k.lower(): v for k, v in hdrs}
+        captured["list"] = tuple(hdrs)
         return lambda data: None
 
     result = (validator(app) if validate else app)(environ, start_response)
@@ -76,4 +78,4 @@ def call(
         close = getattr(result, "close", None)
         if close is not None:
             close()
-    return Reply(captured["status"], captured["headers"], data)
+    return Reply(captured["status"], captured["headers"], data, captured["list"])

@@ -45,8 +45,17 @@ def test_a_full_heartbeat_is_kept_with_only_the_known_fields() -> None:
     assert hb.workloads[0] == {
         "name": "web", "state": "RUNNING", "pid": 42, "version": "1.0", "runs": 3,
         "restarts": 0, "last_exit": {"code": 0, "reason": "exit"}, "internal": False,
+        "started_at": None,
     }  # fmt: skip
     assert hb.fatal_workloads() == {"@client-api"}
+
+
+def test_a_workloads_start_time_is_kept_when_it_is_a_finite_number() -> None:
+    # The dashboard shows uptime as sent_at - started_at (both the device's clock).
+    for raw, kept in ((1700000000.5, 1700000000.5), (12, 12.0), ("soon", None), (True, None),
+                      (float("inf"), None)):  # fmt: skip
+        workloads = [{"name": "w", "state": "RUNNING", "started_at": raw}]
+        assert parse_heartbeat(body(workloads=workloads)).workloads[0]["started_at"] == kept
 
 
 def test_the_history_sample_is_a_few_numbers() -> None:
