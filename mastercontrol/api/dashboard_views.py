@@ -273,6 +273,8 @@ def exit_text(last_exit: Any) -> str:
     if last_exit is None:
         return ""
     if isinstance(last_exit, dict):
+        if isinstance(last_exit.get("text"), str):  # the daemon's own words: "exit status 1"
+            return str(last_exit["text"])[:200]
         parts = [f"{k}={v}" for k, v in last_exit.items() if v is not None and k != "at"]
         return ", ".join(parts)[:200]
     return str(last_exit)[:200]
@@ -291,6 +293,10 @@ class Chart:
     lo: float
     hi: float
     samples: int
+    start: float  # wall time of the left edge (the first sample, or `since`)
+
+
+MIN_SPAN = 300.0  # the x axis spans at least 5 minutes, so a young history is not a dot
 
 
 def chart(
@@ -301,8 +307,8 @@ def chart(
     now: float,
     fixed: tuple[float, float] | None = None,
 ) -> Chart:
-    """A polyline over [since, now] of the store's history points ({"at", "value"}); the y
-    range is `fixed` or the data's own."""
+    """A polyline of the store's history points ({"at", "value"}) from the first sample on or
+    after `since` to `now`; the y range is `fixed` or the data's own."""
     values = [
         (float(p["at"]), float(p["value"]))
         for p in points
@@ -318,11 +324,12 @@ def chart(
         lo, hi = lo - pad, hi + pad
     else:
         lo, hi = 0.0, 100.0
-    span_t = max(now - since, 1.0)
+    start = max(since, min(values[0][0], now - MIN_SPAN)) if values else since
+    span_t = max(now - start, 1.0)
     span_v = max(hi - lo, 1e-9)
     coords = []
     for at, v in values:
-        x = (min(max(at, since), now) - since) / span_t * CHART_W
+        x = (min(max(at, start), now) - start) / span_t * CHART_W
         y = CHART_H - (min(max(v, lo), hi) - lo) / span_v * CHART_H
         coords.append(f"{x:.1f},{y:.1f}")
     return Chart(
@@ -333,6 +340,7 @@ def chart(
         lo=lo,
         hi=hi,
         samples=len(values),
+        start=start,
     )
 
 
@@ -365,6 +373,10 @@ def clock_time(at: float | None) -> str:
     if not _finite(at):
         return DASH
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(at)))  # type: ignore[arg-type]
+
+
+def hh_mm(at: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(at))
 
 
 def ago(at: float | None, now: float) -> str:

@@ -25,7 +25,9 @@
     <text class="none" x="{{v.CHART_W // 2}}" y="{{v.CHART_H // 2}}" text-anchor="middle">{{'one sample' if ch.samples == 1 else 'no history yet'}}</text>
 %   end
   </svg>
-  <span class="range">{{v.num(ch.lo, ch.unit)}} – {{v.num(ch.hi, ch.unit)}}</span>
+%   if ch.samples:
+  <span class="range">{{v.num(ch.lo, ch.unit)}} – {{v.num(ch.hi, ch.unit)}} · from {{v.hh_mm(ch.start)}} UTC ({{ch.samples}} {{'sample' if ch.samples == 1 else 'samples'}})</span>
+%   end
 </figure>
 % end
 </div>
