@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from mastercontrol.config.model import DaemonConfig
+from mastercontrol.config.model import DaemonConfig, Inventory
 from mastercontrol.errors import MasterControlError
 
 MAX_TOKEN_FILE_BYTES = 4096  # a token is a line; anything bigger is the wrong file
@@ -90,4 +90,35 @@ def token_warnings(config: DaemonConfig, daemon_file: str | os.PathLike[str]) ->
                 resolve_token(None, sec.api_token_file)
             except SecretError as exc:
                 warnings.append(f"{source}: warning: {name}.api_token_file: {exc}")
+    return warnings
+
+
+def inventory_token_warnings(config: DaemonConfig, inventory: Inventory) -> list[str]:
+    """`FILE: warning: ...` lines for the control host's inventory (only with central enabled):
+    a client without a token of its own heartbeats with `central.api_token`, so that device
+    holds the operator's token; a client's token file that `resolve_token` would refuse locks
+    the client out (the central refuses its heartbeats)."""
+    if not config.central.enabled:
+        return []
+    warnings: list[str] = []
+    shared: list[str] = []
+    for client in inventory.clients:
+        if not client.api_token and not client.api_token_file:
+            shared.append(client.name)
+        elif client.api_token_file and not client.api_token:
+            try:
+                resolve_token(None, client.api_token_file)
+            except SecretError as exc:
+                warnings.append(
+                    f"{inventory.source}: warning: client {client.name}: {exc}; the central "
+                    "refuses its heartbeats until the file is fixed"
+                )
+    if shared:
+        warnings.insert(
+            0,
+            f"{inventory.source}: warning: {len(shared)} client(s) without a token of their "
+            f"own ({', '.join(shared[:10])}{', ...' if len(shared) > 10 else ''}): their "
+            "heartbeats are accepted with central.api_token, so each such device holds the "
+            "operator's token; give every client its own api_token_file",
+        )
     return warnings

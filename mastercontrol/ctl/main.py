@@ -304,20 +304,25 @@ class Ctl:
         # Imported here: the config loader pulls in yaml and croniter, which the commands that
         # only talk to the daemon do not need (they start in a fraction of the time).
         from mastercontrol.config.load import DAEMON_FILE, load_config_dir, load_inventory
-        from mastercontrol.config.secrets import token_warnings
+        from mastercontrol.config.secrets import inventory_token_warnings, token_warnings
 
         configs = load_config_dir(self.paths.config_dir)
         problems = list(configs.problems)
         inventory_path = self.paths.config_dir / "inventory.yaml"
+        inventory_warnings: list[str] = []
         if inventory_path.exists():
             # Checked here too, though it never blocks the workloads from loading.
-            problems += load_inventory(inventory_path)[1]
+            inventory, inventory_problems = load_inventory(inventory_path)
+            problems += inventory_problems
+            inventory_warnings = inventory_token_warnings(configs.daemon, inventory)
         for problem in problems:
             self.out(problem)
         # Warnings do not fail validate: a token file may be readable by the daemon's user only.
         for warning in configs.warnings:
             self.out(warning)
         for warning in token_warnings(configs.daemon, self.paths.config_dir / DAEMON_FILE):
+            self.out(warning)
+        for warning in inventory_warnings:
             self.out(warning)
         if problems:
             return EXIT_FAILURE

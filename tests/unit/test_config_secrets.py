@@ -136,3 +136,36 @@ def test_validate_prints_the_warning_and_still_passes(
     assert code == 0
     assert f"{daemon_yaml}: warning: holds fleet.api_token" in out
     assert SECRET not in out
+
+
+def test_validate_warns_about_inventory_clients_that_share_the_operators_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    own = token_file(tmp_path)
+    loose = tmp_path / "loose-token"
+    loose.write_text("x\n")
+    loose.chmod(0o644)
+    (conf / "daemon.yaml").write_text(f"central:\n  enabled: true\n  api_token_file: {own}\n")
+    (conf / "inventory.yaml").write_text(
+        "clients:\n"
+        "  - {name: shared-1, host: 10.0.0.1}\n"
+        "  - {name: shared-2, host: 10.0.0.2}\n"
+        f"  - {{name: own, host: 10.0.0.3, api_token_file: {own}}}\n"
+        f"  - {{name: broken, host: 10.0.0.4, api_token_file: {loose}}}\n"
+        "  - {name: inline, host: 10.0.0.5, api_token: t-inline}\n"
+    )
+    code = ctl_main(["--config-dir", str(conf), "validate"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # warnings, not problems
+    inventory = conf / "inventory.yaml"
+    (shared,) = [line for line in out.splitlines() if "without a token of their own" in line]
+    assert shared.startswith(f"{inventory}: warning: 2 client(s)")
+    assert "(shared-1, shared-2)" in shared and "holds the operator's token" in shared
+    assert f"{inventory}: warning: client broken: token file" in out
+    assert ", own" not in shared and "inline" not in out and SECRET not in out
+    # Without central enabled the inventory is for deploys only: nothing to warn about.
+    (conf / "daemon.yaml").write_text("central:\n  enabled: false\n")
+    ctl_main(["--config-dir", str(conf), "validate"])
+    assert "without a token" not in capsys.readouterr().out
