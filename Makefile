@@ -7,6 +7,9 @@ VAR    := var
 DAEMON_ARGS := --config-dir examples/configs --db-path $(VAR)/state.db \
                --socket-path $(VAR)/mastercontrol.sock --log-dir $(VAR)/log
 CTL    := $(BIN)/mastercontrol-ctl $(DAEMON_ARGS)
+# The tokens of the example fleet (examples/configs/daemon.yaml and inventory.yaml name them):
+# the operator's token of the dashboard, this device's, and the local fleet's two devices'.
+TOKENS := $(VAR)/central.token $(VAR)/this-device.token $(VAR)/pi-01.token $(VAR)/pi-02.token
 
 .PHONY: install run start stop restart status logs test lint validate clean bench \
         system-packages setup setup-local deploy deploy-client deploy-dry-run deploy-sync
@@ -19,13 +22,22 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# Made once, readable by the owner only; kept across runs (`make clean` removes them).
+$(VAR)/%.token: | $(STAMP)
+	@mkdir -p $(VAR)
+	@umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $@
+
+# The examples with fleet and central enabled on 127.0.0.1: the dashboard on :8080 shows this
+# device (and the local fleet of README.md, once its two daemons run).
+run: $(STAMP) $(TOKENS)
 	@mkdir -p $(VAR)/log
+	@echo "Dashboard: http://127.0.0.1:8080/ — token: $$(cat $(VAR)/central.token)"
 	$(BIN)/mastercontrold $(DAEMON_ARGS)
 
-start: $(STAMP)
+start: $(STAMP) $(TOKENS)
 	@mkdir -p $(VAR)/log
 	$(CTL) up --detach
+	@echo "Dashboard: http://127.0.0.1:8080/ — token: $$(cat $(VAR)/central.token)"
 
 stop: $(STAMP)
 	$(CTL) down
@@ -38,7 +50,7 @@ status: $(STAMP)
 logs: $(STAMP)
 	@tail -n 50 $(VAR)/log/mastercontrold.log
 
-validate: $(STAMP)
+validate: $(STAMP) $(TOKENS)
 	$(CTL) validate
 
 lint: $(STAMP)

@@ -16,14 +16,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_example_daemon_yaml_is_the_defaults() -> None:
+def test_example_daemon_yaml_shows_the_daemon_defaults() -> None:
+    # Its fleet: and central: sections are set up for `make run` (tests/unit/test_example_fleet.py).
     config, problems = load_daemon_config(REPO / "examples" / "configs" / "daemon.yaml")
     assert problems == []
-    assert (config.daemon, config.fleet, config.central) == (
-        DaemonConfig().daemon,
-        DaemonConfig().fleet,
-        DaemonConfig().central,
-    )
+    assert config.daemon == DaemonConfig().daemon
 
 
 def test_daemon_yaml_sections_are_read(tmp_path: Path) -> None:
@@ -86,7 +83,7 @@ def test_missing_daemon_yaml_is_reported(tmp_path: Path) -> None:
 def test_example_inventory_applies_defaults() -> None:
     inventory, problems = load_inventory(REPO / "examples" / "configs" / "inventory.yaml")
     assert problems == []
-    kitchen, garage = inventory.clients
+    kitchen, garage = inventory.clients[:2]  # then the local fleet of `make run`
     assert (kitchen.name, kitchen.host, kitchen.ssh_user) == ("pi-kitchen", "192.168.1.20", "pi")
     assert kitchen.env == {"TZ": "UTC"}
     assert garage.ssh_user == "admin"  # the client's own value wins over defaults
