@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from mastercontrol.api.central_app import Central
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = str(HERE / "templates")
+# One list for every render: bottle caches compiled templates by the lookup list's id.
+TEMPLATE_LOOKUP = [str(HERE / "templates")]
 STATIC = str(HERE / "static")
 COOKIE = "mc_session"
 LOGIN_COOKIE = "mc_login"  # the login form's own CSRF token (double submit: no session yet)
@@ -51,7 +52,7 @@ def is_dashboard_path(path: str) -> bool:
 def _render(name: str, code: int = 200, **ctx: Any) -> str:
     bottle.response.status = code
     bottle.response.content_type = "text/html; charset=utf-8"
-    return str(bottle.template(name, template_lookup=[TEMPLATES], v=v, **ctx))
+    return str(bottle.template(name, template_lookup=TEMPLATE_LOOKUP, v=v, **ctx))
 
 
 def install_dashboard(app: bottle.Bottle, central: Central) -> Sessions:

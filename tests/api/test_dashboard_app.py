@@ -287,12 +287,16 @@ def test_the_client_page_shows_workloads_charts_and_the_log_tail(
         {"name": "@client-api", "state": "RUNNING", "pid": 11, "internal": True},
     ]  # fmt: skip
     for i in range(3):
-        rig.hb("pi-01", "tok-1", api_url=client_api, workloads=wl,
-               system={"cpu_percent": 10.0 + i * 20, "temperature_c": 50.0})  # fmt: skip
+        system = {"cpu_percent": 10.0 + i * 20, "temperature_c": 50.0}
+        assert (
+            rig.hb("pi-01", "tok-1", api_url=client_api, workloads=wl, system=system).status == 200
+        )
         rig.clock.now += 400  # past sample_every: one history sample each
     rig.central.coalescer.flush()
-    rig.hb("pi-01", "tok-1", api_url=client_api, workloads=wl, sent_at=rig.clock.now)
-    html = browser.get("/clients/pi-01").body.decode()
+    assert rig.hb("pi-01", "tok-1", api_url=client_api, workloads=wl).status == 200
+    page = browser.get("/clients/pi-01")
+    html = page.body.decode()
+    assert page.status == 200 and 'data-workload="w"' in html, html
     row = html[html.index('data-workload="w"') :].split("</tr>")[0]
     for text in ("RUNNING", "4242", "21 min", ">3<", "reason=exit, code=1", "restart"):
         assert text in row, text

@@ -24,7 +24,9 @@ def test_ctl_launcher_validates_the_examples_from_a_checkout() -> None:
         cwd="/",
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("OK: ")
+    # From "/" the example's token files (made by `make run` under the checkout's var/) are
+    # not there: validate warns about them, and still passes.
+    assert out.stdout.splitlines()[-1].startswith("OK: "), out.stdout
 
 
 def test_daemon_launcher_answers_version() -> None:

@@ -19,7 +19,7 @@
   </td>
   <td>{{e.get('workload') or ''}}</td>
   <td>{{e.get('actor') or ''}}</td>
-  <td>{{e.get('result') or ''}}{{(' — ' + e['detail']) if e.get('detail') else ''}}</td>
+  <td>{{' — '.join(x for x in (e.get('result'), e.get('detail')) if x)}}</td>
 </tr>
 % end
 % if not events:
