@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ class Spec:
     name: str
     func: str  # "idle" or "churn"
     params: dict[str, Any] = field(default_factory=dict)
+    argv: tuple[str, ...] | None = None  # set: a `command:` program exec'd instead of func
 
 
 class Driver(Protocol):
@@ -105,12 +107,15 @@ class MasterControl(_Base):
         (self.dir / "log").mkdir(exist_ok=True)
         for s in specs:
             # JSON is YAML: no quoting questions for paths in params.
+            what: dict[str, Any] = (
+                {"command": list(s.argv)}
+                if s.argv is not None
+                else {"module": "bench.workloads", "entry_point": s.func, "params": s.params}
+            )
             doc = {
                 "name": s.name,
                 "type": "service",
-                "module": "bench.workloads",
-                "entry_point": s.func,
-                "params": s.params,
+                **what,
                 "restart_delay": 0,  # restart at once, like supervisord's immediate respawn
                 "start_seconds": 0,  # like startsecs=0: an exit is never a quick failure
             }
@@ -175,7 +180,7 @@ serverurl=unix://{dir}/sv.sock
 # delay to set: it respawns an EXITED program on its next loop pass.
 SV_PROGRAM = """
 [program:{name}]
-command={python} -c "import bench.workloads as w; w.{func}(**{params})"
+command={command}
 directory={root}
 autostart=true
 autorestart=true
@@ -201,12 +206,16 @@ class Supervisord(_Base):
         for s in specs:
             # repr() of a dict of str/float is a valid Python literal; supervisord splits the
             # command like a shell, so the double quotes keep it one argument.
+            command = (
+                shlex.join(s.argv)
+                if s.argv is not None
+                else f'{WORKLOAD_PYTHON} -c "import bench.workloads as w; '
+                f'w.{s.func}(**{s.params!r})"'
+            )
             parts.append(
                 SV_PROGRAM.format(
                     name=s.name,
-                    func=s.func,
-                    params=repr(s.params),
-                    python=WORKLOAD_PYTHON,
+                    command=command,
                     root=ROOT,
                     dir=self.dir,
                 )

@@ -30,6 +30,7 @@ class Row:
     scale: float = 1.0  # stored value * scale = shown value
     op: str = ""  # "<=" or ">=" for the ratio MC/supervisord, "" = no target
     target: float = 0.0
+    absolute: bool = False  # the target is for Master Control's own shown value, not the ratio
 
     def values(self, mc: Results, sv: Results) -> tuple[float | None, float | None]:
         a, b = mc.get(self.key), sv.get(self.key)
@@ -42,7 +43,7 @@ class Row:
         return a / b
 
     def met(self, mc: Results, sv: Results) -> bool | None:
-        r = self.ratio(mc, sv)
+        r = self.values(mc, sv)[0] if self.absolute else self.ratio(mc, sv)
         if not self.op or r is None:
             return None
         return r <= self.target if self.op == "<=" else r >= self.target
@@ -78,6 +79,20 @@ def rows(sizes: Sizes) -> list[Row]:
         Row("ctl", f"`list` / `status` wall time, median of {sizes.ctl_reps}", "ctl.median",
             "ms", 1000, "<=", 1),
     ]  # fmt: skip
+    p, reps = sizes.command_fleet, sizes.command_restart_rounds * sizes.restart_reps
+    out += [
+        Row("command", f"churn: starts per second, {c} exiting programs", "cmd.churn.rate", "/s",
+            1, ">=", 2),
+        Row("command", "churn: master CPU per start", "cmd.churn.cpu_per_restart_ms", "ms", 1,
+            "<=", 0.5, absolute=True),
+        Row("command", f"restart after kill -9, median of {reps}", "cmd.restart.median", "ms",
+            1000, "<=", 5, absolute=True),
+        Row("command", f"spawn {p} programs, all running", f"cmd.spawn{p}.time", "s", 1,
+            "<=", 4.8, absolute=True),
+        Row("command", f"tree USS sum, {p} programs", f"cmd.spawn{p}.uss", "MiB"),
+        Row("command", f"stop all {p}", "cmd.stop.time", "s", 1, "<=", 0.2, absolute=True),
+        Row("command", f"ctl status, {p}", "cmd.ctl.median", "ms", 1000, "<=", 1),
+    ]  # fmt: skip
     return out
 
 
@@ -109,7 +124,7 @@ def table(selected: list[Row], mc: Results, sv: Results) -> str:
             if met is None and not r.op
             else ("n/a" if met is None else ("yes" if met else "**no**"))
         )
-        target = f"{r.op} {r.target:g}" if r.op else ""
+        target = f"{r.op} {r.target:g}{' abs' if r.absolute else ''}" if r.op else ""
         lines.append(
             f"| {r.scenario} | {r.figure} | {_num(a)} {r.unit} | {_num(b)} {r.unit} "
             f"| {_num(r.ratio(mc, sv))} | {target} | {verdict} |"

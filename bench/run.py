@@ -36,7 +36,8 @@ from bench.drivers import (  # noqa: E402
 )
 from bench.scenarios import BenchError, Results, Sizes, churn, fleet  # noqa: E402
 
-SCENARIOS = ("spawn", "idle", "restart", "churn", "stop", "ctl", "history")
+SCENARIOS = ("spawn", "idle", "restart", "churn", "stop", "ctl", "command", "command-churn",
+             "history")  # fmt: skip
 FLEET_MEASURES = {"idle", "restart", "stop", "ctl"}
 
 
@@ -87,6 +88,12 @@ class Bench:
             self._each(f"fleet{n}", label, self._fleet(n, measure))
         if "churn" in selected:
             self._each("churn", "churn", lambda d, w: churn(d, w, self.sizes))
+        if "command" in selected:
+            n, cmd = s.command_fleet, {"restart", "stop", "ctl"}
+            label = f"command: fleet of {n} (spawn, restart x{s.command_restart_rounds}, ctl, stop)"
+            self._each("cmdfleet", label, lambda d, w: fleet(d, w, n, cmd, s, command=True))
+        if "command-churn" in selected:
+            self._each("cmdchurn", "command: churn", lambda d, w: churn(d, w, s, command=True))
 
     def _fleet(self, n: int, measure: set[str]) -> Callable[[Driver, Path], Results]:
         return lambda drv, workdir: fleet(drv, workdir, n, measure, self.sizes)
@@ -102,17 +109,20 @@ def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> li
     notes += [f"Target missed: {m} (see the analysis below)" for m in misses]
     for key, label in (("mc", "Master Control"), ("sv", "supervisord")):
         r = {"mc": mc, "sv": sv}[key]
-        if "restart.min" in r:
-            notes.append(
-                f"{label} restart latency min/max: {1000 * (r['restart.min'] or 0):.1f} / "
-                f"{1000 * (r['restart.max'] or 0):.1f} ms"
-            )
+        for pre in ("", "cmd."):
+            if f"{pre}restart.min" in r:
+                notes.append(
+                    f"{label} {pre}restart latency min/max: "
+                    f"{1000 * (r[pre + 'restart.min'] or 0):.1f} / "
+                    f"{1000 * (r[pre + 'restart.max'] or 0):.1f} ms"
+                )
         for k in sorted(r):
             if k.endswith(".procs"):
                 notes.append(f"{label} {k.split('.')[0]}: {r[k]:.0f} processes in the tree")
-        if r.get("churn.not_running"):
-            notes.append(f"{label} churn: {r['churn.not_running']:.0f} workloads ended in "
-                         "BACKOFF/FATAL")  # fmt: skip
+        for pre in ("", "cmd."):
+            if r.get(f"{pre}churn.not_running"):
+                notes.append(f"{label} {pre}churn: {r[pre + 'churn.not_running']:.0f} "
+                             "workloads ended in BACKOFF/FATAL")  # fmt: skip
     notes += [
         "Readiness = the workload itself appended its byte to a shared file (its code runs) AND "
         "the supervisor reports every workload RUNNING; restart latency = kill -9 until the "
@@ -123,6 +133,11 @@ def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> li
         "Master Control: restart_delay 0, start_seconds 0; supervisord: startsecs=0, "
         "autorestart=true; both write each workload's output to NAME.log and use their default "
         "log levels. Workloads of both run on the project's .venv Python.",
+        "command: rows: exec'd programs (Master Control `command:`, supervisord `command=`): "
+        "`python3 -I -S bench/sleeper.py idle READY` for the fleet (ready = its byte appended), "
+        "`/bin/sh -c 'printf . >>FILE'` for churn; restart = median of "
+        "rounds x reps kill -9s; targets marked 'abs' are the issue's absolute figures for "
+        "Master Control on this machine, not ratios.",
         "The machine is shared with other jobs (see load average); ratios are more stable than "
         "absolute figures.",
     ]
@@ -171,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         _log("history: state database growth under a * * * * * * agent ...")
         history_growth.main(["--seconds", "600"] if args.quick else [])
     mc, sv = bench.results["mc"], bench.results["sv"]
-    rows = [r for r in report.rows(sizes) if r.scenario in selected or r.key.startswith("spawn")]
+    rows = [
+        r
+        for r in report.rows(sizes)
+        if r.scenario in selected or r.key.startswith(("spawn", "cmd."))
+    ]
     body = report.table(rows, mc, sv)
     misses = [f"{r.scenario}: {r.figure}" for r in rows if r.met(mc, sv) is False]
     print(body)

@@ -43,10 +43,29 @@ class Sizes:
     churn_workloads: int = 20
     churn_warmup: float = 2.0
     churn_seconds: float = 10.0
+    command_fleet: int = 200  # `command:` programs (python3 sleeper.py)
+    command_restart_rounds: int = 3  # rounds of restart_reps kill -9s; the median of all
 
     @staticmethod
     def quick() -> Sizes:
-        return Sizes((10, 40), 40, 3.0, 3, 3, 5, 1.0, 3.0)
+        return Sizes((10, 40), 40, 3.0, 3, 3, 5, 1.0, 3.0, 20, 1)
+
+
+SLEEPER = Path(__file__).resolve().parent / "sleeper.py"
+# -I -S: no site module and no user paths; the same small interpreter start for both tools.
+PYTHON3 = "python3"
+CHURN_SH = 'printf . >>"$1"'  # one byte per start, then exit 0: a program that exits at once
+
+
+def module_specs(n: int, ready: Path) -> list[Spec]:
+    """n idle Python workloads (bench.workloads.idle, forked by Master Control)."""
+    return [Spec(f"w{i:03d}", "idle", {"ready_path": str(ready)}) for i in range(1, n + 1)]
+
+
+def command_specs(n: int, ready: Path) -> list[Spec]:
+    """n idle exec'd programs: `python3 -I -S sleeper.py idle READY`."""
+    argv = (PYTHON3, "-I", "-S", str(SLEEPER), "idle", str(ready))
+    return [Spec(f"p{i:03d}", "idle", argv=argv) for i in range(1, n + 1)]
 
 
 def _size(path: Path) -> int:
@@ -72,10 +91,18 @@ def _all_running(drv: Driver, n: int) -> bool:
     return len(states) == n and all(s == "RUNNING" and pid for s, pid in states.values())
 
 
-def fleet(drv: Driver, workdir: Path, n: int, measure: set[str], sizes: Sizes) -> Results:
-    """Start n idle workloads; take the measurements named in `measure`; stop."""
+def fleet(
+    drv: Driver, workdir: Path, n: int, measure: set[str], sizes: Sizes, command: bool = False
+) -> Results:
+    """Start n idle workloads; take the measurements named in `measure`; stop.
+
+    command=True: exec'd programs instead of forked Python workloads; their figures are keyed
+    "cmd.<figure>", restart latency is the median of `command_restart_rounds` rounds, and there
+    is no full-GC step (the program has no SIGUSR1 handler).
+    """
     ready = workdir / "ready"
-    specs = [Spec(f"w{i:03d}", "idle", {"ready_path": str(ready)}) for i in range(1, n + 1)]
+    specs = (command_specs if command else module_specs)(n, ready)
+    pre = "cmd." if command else ""
     out: Results = {}
     t0 = time.perf_counter()
     drv.start(specs)
@@ -84,27 +111,30 @@ def fleet(drv: Driver, workdir: Path, n: int, measure: set[str], sizes: Sizes) -
         # then what the supervisor reports: both must agree that all n run.
         _poll(lambda: _size(ready) >= n, 120.0, 0.01, f"{n} workloads to run")
         t_all = _poll(lambda: _all_running(drv, n), 30.0, 0.02, f"{n} workloads RUNNING")
-        out[f"spawn{n}.time"] = t_all - t0
+        out[f"{pre}spawn{n}.time"] = t_all - t0
         time.sleep(1.0)  # let page faults and first log writes settle before reading memory
         mem = procs.tree_memory(drv.master_pid)
-        out[f"spawn{n}.rss"] = mem.master_rss / procs.MiB
-        out[f"spawn{n}.uss"] = mem.uss_sum / procs.MiB
-        out[f"spawn{n}.pss"] = mem.pss_sum / procs.MiB
-        out[f"spawn{n}.procs"] = mem.processes
-        # Then every workload runs one full GC (SIGUSR1), as long-running programs do.
-        for proc in procs.descendants(drv.master_pid):
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(signal.SIGUSR1)
-        time.sleep(1.5)
-        out[f"spawn{n}.uss_gc"] = procs.tree_memory(drv.master_pid).uss_sum / procs.MiB
+        out[f"{pre}spawn{n}.rss"] = mem.master_rss / procs.MiB
+        out[f"{pre}spawn{n}.uss"] = mem.uss_sum / procs.MiB
+        out[f"{pre}spawn{n}.pss"] = mem.pss_sum / procs.MiB
+        out[f"{pre}spawn{n}.procs"] = mem.processes
+        if not command:
+            # Then every workload runs one full GC (SIGUSR1), as long-running programs do.
+            for proc in procs.descendants(drv.master_pid):
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.5)
+            out[f"spawn{n}.uss_gc"] = procs.tree_memory(drv.master_pid).uss_sum / procs.MiB
         if "idle" in measure:
-            out["idle.cpu"] = _idle_cpu(drv, sizes.idle_seconds)
+            out[f"{pre}idle.cpu"] = _idle_cpu(drv, sizes.idle_seconds)
         if "ctl" in measure:
-            out["ctl.median"] = _ctl_latency(drv, sizes.ctl_reps)
+            out[f"{pre}ctl.median"] = _ctl_latency(drv, sizes.ctl_reps)
         if "restart" in measure:
-            out.update(_restart_latency(drv, ready, sizes.restart_reps))
+            reps = sizes.restart_reps * (sizes.command_restart_rounds if command else 1)
+            got = _restart_latency(drv, ready, reps)
+            out.update({f"{pre}{k}": v for k, v in got.items()})
         if "stop" in measure:
-            out["stop.time"] = _stop_all(drv)
+            out[f"{pre}stop.time"] = _stop_all(drv)
         else:
             _terminate(drv)
     finally:
@@ -184,11 +214,19 @@ def _terminate(drv: Driver) -> None:
     drv.wait_exit(60.0)
 
 
-def churn(drv: Driver, workdir: Path, sizes: Sizes) -> Results:
-    """Workloads that exit at once and are restarted forever: starts per second, master CPU."""
+def churn(drv: Driver, workdir: Path, sizes: Sizes, command: bool = False) -> Results:
+    """Workloads that exit at once and are restarted forever: starts per second, master CPU.
+
+    command=True: exec'd `/bin/sh -c 'printf . >>FILE'` programs, figures keyed "cmd.churn.*".
+    """
     counter = workdir / "starts"
     n = sizes.churn_workloads
-    specs = [Spec(f"c{i:03d}", "churn", {"counter_path": str(counter)}) for i in range(1, n + 1)]
+    if command:
+        argv = ("/bin/sh", "-c", CHURN_SH, "sh", str(counter))
+        specs = [Spec(f"q{i:03d}", "churn", argv=argv) for i in range(1, n + 1)]
+    else:
+        params = {"counter_path": str(counter)}
+        specs = [Spec(f"c{i:03d}", "churn", params) for i in range(1, n + 1)]
     drv.start(specs)
     try:
         _poll(lambda: _size(counter) >= n, 60.0, 0.01, f"{n} churn workloads to start")
@@ -201,9 +239,10 @@ def churn(drv: Driver, workdir: Path, sizes: Sizes) -> Results:
     finally:
         drv.cleanup()
     fatal = sum(1 for s, _ in states.values() if s in ("FATAL", "BACKOFF"))
+    pre = "cmd." if command else ""
     return {
-        "churn.rate": (c1 - c0) / (t1 - t0),
-        "churn.cpu": cpu1 - cpu0,
-        "churn.cpu_per_restart_ms": 1000 * (cpu1 - cpu0) / max(1, c1 - c0),
-        "churn.not_running": float(fatal),
+        f"{pre}churn.rate": (c1 - c0) / (t1 - t0),
+        f"{pre}churn.cpu": cpu1 - cpu0,
+        f"{pre}churn.cpu_per_restart_ms": 1000 * (cpu1 - cpu0) / max(1, c1 - c0),
+        f"{pre}churn.not_running": float(fatal),
     }
