@@ -406,6 +406,9 @@ class Lifecycle:
             if info is None:
                 return reaped
             w = by_pid.pop(info.si_pid, None)
+            if w is None:  # a run started during this reap (a restart) that has exited too
+                by_pid = {w.pid: w for w in self.workloads.values() if w.process is not None}
+                w = by_pid.pop(info.si_pid, None)
             code = w.process.exitcode if w is not None else None
             if w is None or code is None:
                 break

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mastercontrol import __version__
-from mastercontrol.child.spawn import spawn
+from mastercontrol.child.execspawn import spawn_child
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import DAEMON_LOG_NAME, add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_dir=paths.log_dir,
                 store=store,
                 clock=clock,
-                spawner=spawn,
+                spawner=spawn_child,
                 daemon_config=configs.daemon,
                 notifier=notifier,
                 store_dir=paths.db_path.parent,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from multiprocessing.process import BaseProcess
+from typing import Protocol
 
 
 def return_value(value: object = None) -> object:
@@ -98,7 +99,17 @@ def wait_for_usr1(seconds: float = 60.0) -> int:
 DEADLINE = 20.0  # generous: CI may be a loaded 2-core machine
 
 
-def wait_exit(process: BaseProcess, timeout: float = DEADLINE) -> int:
+class Reapable(Protocol):
+    """A multiprocessing Process, or a fast-path ExecChild: both reap through `exitcode`."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+
+def wait_exit(process: BaseProcess | Reapable, timeout: float = DEADLINE) -> int:
     """Poll `exitcode` (the only reaping the master does) until the child has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
