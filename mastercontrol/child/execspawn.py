@@ -15,7 +15,7 @@ What the fork bootstrap guarantees, and how the fast path keeps it:
   opens all of its fds close-on-exec (Python's default, sqlite's too), any fd it inherited is
   made close-on-exec before its first fast spawn, and its known fds are also closed by name
   (tests/faults/test_fd_hygiene.py checks a running child's fds);
-- environment: `workload_environment()` computed in the master (pure), SYSTEMD_VARS dropped;
+- environment: `workload_env()` (child/spawn.py), computed in the master, SYSTEMD_VARS dropped;
 - umask 022 and working_dir: set in the master around the spawn and restored at once (the
   master is single-threaded, so nothing else runs meanwhile); a working_dir that cannot be
   entered sends the run down the fork path, which reports it with its reserved exit code;
@@ -51,14 +51,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mastercontrol.child.privileges import workload_environment
-from mastercontrol.child.spawn import (
-    SYSTEMD_VARS,
-    WORKLOAD_UMASK,
-    ChildSpec,
-    SpawnedChild,
-    spawn,
-)
+from mastercontrol.child.spawn import WORKLOAD_UMASK, ChildSpec, SpawnedChild, spawn, workload_env
 
 # Every signal a process may set a disposition for: reset to SIG_DFL in the child.
 _DEFAULT_SIGNALS = frozenset(
@@ -84,25 +77,6 @@ def _no_inherited_fds() -> None:
                 os.set_inheritable(fd, False)
             except OSError:  # the listing's own fd, closed by now
                 pass
-
-
-def _environ_key() -> tuple[tuple[bytes, bytes], ...] | None:  # None: cannot be keyed
-    """The master's environment as raw bytes, a cheap cache key: iterating `os.environ` as a
-    Mapping decodes every variable in Python (a quarter of a millisecond per spawn, measured
-    with cProfile in a churn run), its underlying bytes dict is read at C speed."""
-    data = getattr(os.environ, "_data", None)
-    return tuple(data.items()) if isinstance(data, dict) else None
-
-
-@functools.lru_cache(maxsize=64)
-def _environment(
-    environ: tuple[tuple[bytes, bytes], ...],
-    env: tuple[tuple[str, str], ...],
-    clean: bool,
-) -> dict[str, str]:
-    """`workload_environment()` of the master's environment, cached per (master environment
-    as `_environ_key()` gives it, env:, clean_env); the callers copy the result."""
-    return workload_environment(os.environ, dict(env), clean=clean, user=None, drop=SYSTEMD_VARS)
 
 
 @dataclass(eq=False)
@@ -160,14 +134,7 @@ def spawn_exec(spec: ChildSpec, close_fds: tuple[int, ...]) -> ExecChild | None:
     setpriv = setpriv_path()
     assert setpriv is not None
     _no_inherited_fds()
-    key = _environ_key()
-    env = (
-        dict(_environment(key, tuple(spec.env.items()), spec.clean_env))
-        if key is not None
-        else workload_environment(
-            os.environ, spec.env, clean=spec.clean_env, user=None, drop=SYSTEMD_VARS
-        )
-    )
+    env = workload_env(spec)
     read_fd, write_fd = os.pipe()  # both close-on-exec in the master
     try:
         if write_fd <= 2:  # a master started with closed stdio: keep the pipe off 0-2
