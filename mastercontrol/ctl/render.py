@@ -46,8 +46,26 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def failed_note(w: dict[str, Any]) -> str:
+    """ "1 failed: timeout" (the newest failure's reason), or "" when no run failed."""
+    failed = w.get("failed_runs") or 0
+    if not failed:
+        return ""
+    reason = w.get("last_failure_reason")
+    return f"{failed} failed: {reason}" if reason else f"{failed} failed"
+
+
 def info_of(w: dict[str, Any], now: float) -> str:
-    """The one most useful fact about a workload in its state."""
+    """The one most useful fact about a workload in its state; for scripts and agents, which
+    do not go BACKOFF or FATAL when a run fails, the failed runs too."""
+    info = _state_info(w, now)
+    note = failed_note(w) if w.get("run_mode") != "forever" else ""
+    if not note:
+        return info
+    return f"{info} ({note})" if info else note
+
+
+def _state_info(w: dict[str, Any], now: float) -> str:
     state = w["state"]
     last = w.get("last_exit") or {}
     if state in ("RUNNING", "STARTING", "STOPPING"):
@@ -105,6 +123,8 @@ def status_block(w: dict[str, Any], now: float | None = None) -> str:
     if last:
         lines.append(("last exit", f"{last['text']} (reason {last['reason']})"))
         lines.append(("last exit at", when(last.get("at"), now)))
+    if w.get("failed_runs"):
+        lines.append(("failed runs", failed_note(w)))
     if w.get("retry_at"):
         lines.append(("retry", when(w["retry_at"], now)))
     metrics = w.get("metrics")

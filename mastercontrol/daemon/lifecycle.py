@@ -26,7 +26,7 @@ from mastercontrol.daemon.ticks import Ticks
 from mastercontrol.daemon.workload import AfterStop, Workload
 from mastercontrol.engine.backoff import Backoff
 from mastercontrol.engine.clock import Clock
-from mastercontrol.engine.exitstatus import ExitReason, decode
+from mastercontrol.engine.exitstatus import ExitReason, ExitStatus, decode, is_failure
 from mastercontrol.engine.states import ProcState, Trigger
 from mastercontrol.engine.timers import (
     RUN_TIMERS,
@@ -140,11 +140,29 @@ class Lifecycle:
         self.outputs.add_workload(cfg.name, cfg.log_max_bytes, cfg.log_backups)
         w.runs = self.store.runs_started(cfg.name)
         w.operator_stopped = cfg.name in stopped
+        self._restore_outcomes(w)
         self.history.save(
             self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
         )
         self.activate(w, catch_up=True)
         return w
+
+    def _restore_outcomes(self, w: Workload) -> None:
+        """What `list` and `status` show of past runs, from the store: the failed runs of this
+        generation, the newest failure's reason, and how the last run ended."""
+        outcomes = self.store.run_outcomes(w.name)
+        failed = [o for o in outcomes if is_failure(o[0], o[1])]
+        w.failed_runs = sum(o[2] for o in failed)
+        w.last_failure = max(failed, key=lambda o: o[3])[0] if failed else None
+        last = next(iter(self.store.recent_runs(w.name, limit=1)), None)
+        if last is None or last.ended_at is None or last.reason is None:
+            return
+        try:
+            reason = R(last.reason)
+        except ValueError:  # written by a newer release: show nothing rather than guess
+            return
+        w.last_exit = ExitStatus(last.exit_code, last.signal, reason, last.text or reason.value)
+        w.last_exit_wall = last.ended_at
 
     def activate(self, w: Workload, catch_up: bool = False) -> None:
         """Put an idle workload on its run mode's track (boot, reload, operator start of agents)."""
@@ -169,7 +187,7 @@ class Lifecycle:
             return
         self.history.transition(w, trigger)  # -> STARTING
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
-        w.stop_reason, w.run_id = None, None
+        w.stop_reason, w.run_id, w.up = None, None, False
         try:
             # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run.
             w.run_id = self._record_run_start(w, now_wall)
@@ -181,6 +199,7 @@ class Lifecycle:
                 self.history.save(
                     self.store.end_run, w.run_id, now_wall, None, None, R.SPAWN_FAILED, str(exc)
                 )
+            self._count_outcome(w, R.SPAWN_FAILED, None)
             w.run_id = None
             self.history.transition(w, T.SPAWN_FAILED, str(exc))
             self._schedule_retry(w)
@@ -196,7 +215,7 @@ class Lifecycle:
             self.timers.schedule(TimerKey(K.UP, w.name), now_mono + cfg.start_seconds)
         else:
             # Run-to-completion workloads have no "quick failure": they are up at once.
-            self.history.transition(w, T.UP)  # STARTING -> RUNNING
+            self._up(w)
         log.debug("%s: started pid %d (run %s)", w.name, child.pid, w.run_id)
 
     def start_now(self, w: Workload) -> None:
@@ -204,7 +223,7 @@ class Lifecycle:
         a COMPLETED script); an agent runs now and keeps its schedule."""
         if w.state is S.COMPLETED:
             self.history.save(self.store.reset_runs, w.name)  # a new batch of max_runs
-            w.runs = 0
+            w.runs, w.failed_runs, w.last_failure = 0, 0, None
         w.failures = 0
         self.timers.cancel(TimerKey(K.RETRY, w.name))
         w.retry_wall = None
@@ -221,14 +240,20 @@ class Lifecycle:
         # Nothing is counted for the other modes: the row joins this wake's single commit.
         return self.history.save(self.store.begin_run, w.name, at, False)
 
-    def _schedule_retry(self, w: Workload) -> None:
-        """After a quick failure: BACKOFF with exponential delay, or FATAL when exhausted."""
-        cfg = w.cfg
-        policy = Backoff.from_config(cfg)
-        w.failures += 1
-        if policy.exhausted(w.failures):
+    def _schedule_retry(self, w: Workload, quick: bool = True) -> None:
+        """Wait before the next start: BACKOFF for restart_delay after a run that stayed up,
+        for the doubling backoff after a quick failure, or FATAL when that was one too many.
+
+        FATAL keeps the failure count: a slow retry out of FATAL that fails quickly again is one
+        more failure past max_retries, so FATAL again after one try, not a new burst. A try
+        that stays up resets it (`_confirm_up`), and so does an operator's start.
+        """
+        policy = Backoff.from_config(w.cfg)
+        if quick:
+            w.failures += 1
+        if quick and policy.exhausted(w.failures):
+            # BACKOFF/EXITED/STOPPED -> FATAL
             self.history.transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
-            w.failures = 0
             fatal_delay = policy.fatal_delay()
             if fatal_delay is None:  # stays FATAL until an operator starts it
                 w.retry_wall = None
@@ -236,6 +261,8 @@ class Lifecycle:
             delay = fatal_delay
         else:
             delay = policy.delay(w.failures)
+            if w.state is not S.BACKOFF:
+                self.history.transition(w, T.WAIT_RETRY, f"next start in {delay:g}s")  # -> BACKOFF
         w.retry_wall = self.clock.wall() + delay
         self.timers.schedule(TimerKey(K.RETRY, w.name), self.clock.monotonic() + delay)
 
@@ -269,8 +296,24 @@ class Lifecycle:
     def _on_up(self, name: str) -> None:
         w = self.workloads.get(name)
         if w is not None and w.state is S.STARTING:
-            w.failures = 0
-            self.history.transition(w, T.UP, f"up for {w.cfg.start_seconds:g}s")  # -> RUNNING
+            self._up(w, f"up for {w.cfg.start_seconds:g}s")
+
+    def _up(self, w: Workload, detail: str | None = None) -> None:
+        self.history.transition(w, T.UP, detail)  # STARTING -> RUNNING
+        if w.cfg.health_check is None:
+            self._confirm_up(w)
+        # else the first passing health check confirms it (`healthy`)
+
+    def healthy(self, w: Workload) -> None:
+        """The current run passed a health check: it counts as up, if it did not already."""
+        if w.state is S.RUNNING and not w.up:
+            self._confirm_up(w)
+
+    def _confirm_up(self, w: Workload) -> None:
+        """The run stayed up: its end will not be a quick failure, and earlier ones are
+        forgiven (the backoff starts over)."""
+        w.up = True
+        w.failures = 0
 
     def _on_retry(self, name: str) -> None:
         w = self.workloads.get(name)
@@ -454,6 +497,7 @@ class Lifecycle:
             self.timers.cancel(TimerKey(kind, w.name))
         w.process, w.run_id = None, None
         w.last_exit, w.last_exit_wall = status, now_wall
+        self._count_outcome(w, status.reason, status.exit_code)
         level = logging.INFO if status.reason in (R.EXIT, R.STOPPED) else logging.WARNING
         log.log(level, "%s: pid %d ended after %.1fs: %s", w.name, pid, lasted, status.text)
         old = w.state
@@ -469,15 +513,25 @@ class Lifecycle:
         else:
             self._next_after_run(w)
 
+    def _count_outcome(self, w: Workload, reason: ExitReason, exit_code: int | None) -> None:
+        if is_failure(reason, exit_code):
+            w.failed_runs += 1
+            w.last_failure = reason.value
+
     def _next_after_run(self, w: Workload) -> None:
         """What a run that ended (on its own or by a limit) leads to, by run mode."""
         if self.shutting_down or w.operator_stopped:
             return
         mode = w.cfg.run_mode
         if mode is RunMode.FOREVER:
-            w.failures = 0
-            w.restarts += 1
-            self.launch(w, T.START)  # EXITED/STOPPED -> STARTING
+            if w.up and w.cfg.restart_delay == 0:
+                # restart_delay 0: nothing to wait for (the kill -9 restart latency path).
+                w.restarts += 1
+                self.launch(w, T.START)  # EXITED/STOPPED -> STARTING
+            else:
+                # A run that never counted as up (ended before start_seconds, or before its
+                # first passing health check) is a quick failure; any other waits restart_delay.
+                self._schedule_retry(w, quick=not w.up)
         elif mode is RunMode.N_TIMES:
             self.launch(w, T.START)  # next run, or -> COMPLETED
         else:

@@ -4,8 +4,9 @@ service health checks.
 Owns the samplers, RSS watches, health trackers and probes in flight; it never blocks (probes
 are non-blocking sockets or short-lived children with a pidfd) and never changes workload state
 itself: a limit or a failed check asks the Supervisor to stop the run with a reason
-(`rss_limit`, `unhealthy`), and the run mode decides what follows. Driven by the loop through
-timers (SAMPLE, and HEALTH per workload) and, as an event source
+(`rss_limit`, `unhealthy`), and the run mode decides what follows; a passing check tells it
+the run is up (so a service that never passes backs off and goes FATAL like a crash loop).
+Driven by the loop through timers (SAMPLE, and HEALTH per workload) and, as an event source
 (`mastercontrol.daemon.events`), the fds of probes in flight. Imports the stdlib, psutil
 (through metrics) and the package's own modules only.
 """
@@ -218,7 +219,9 @@ class Monitor:
             self._drop(name)
             self.sup.stop_for_limit(name, ExitReason.UNHEALTHY)
             return
-        if not result.healthy:
+        if result.healthy:
+            self.sup.note_healthy(name, check.pid)
+        else:
             log.info("%s: health check failed: %s", name, result.message)
         self.timers.schedule(TimerKey(TimerKind.HEALTH, name), check.tracker.next_probe_due())
 

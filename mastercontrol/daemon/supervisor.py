@@ -4,8 +4,9 @@ Everything the CLI and the APIs ask of the workloads goes through these methods 
 restart, a reload plan and its application, what `status` shows of a workload's history and
 log — each checking its request (IPCError with a stable code) and answering with a small dict
 for IPC. The master's own limits (max_rss_mb, health checks) stop runs through
-`stop_for_limit`. The event-by-event mechanics are the Lifecycle's
-(`mastercontrol.daemon.lifecycle`), which this class uses through its public verbs only.
+`stop_for_limit`, and a passing health check is reported through `note_healthy`. The
+event-by-event mechanics are the Lifecycle's (`mastercontrol.daemon.lifecycle`), which this
+class uses through its public verbs only.
 Imports the stdlib and the package's own modules only.
 """
 
@@ -131,6 +132,13 @@ class Supervisor:
         w = self.lifecycle.workloads.get(name)
         if w is not None and w.state in (S.STARTING, S.RUNNING):
             self.lifecycle.stop_run(w, reason, AfterStop.RUN_MODE)
+
+    def note_healthy(self, name: str, pid: int) -> None:
+        """The run `pid` of `name` passed its health check: it counts as up (the backoff of a
+        service that fails its checks starts over only once a run of it was healthy)."""
+        w = self.lifecycle.workloads.get(name)
+        if w is not None and w.pid == pid:
+            self.lifecycle.healthy(w)
 
     # ------------------------------------------------------------------ reload
 

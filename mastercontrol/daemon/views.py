@@ -44,6 +44,11 @@ def workload_view(w: Workload, now_mono: float) -> dict[str, Any]:
             "text": last.text,
             "at": w.last_exit_wall,
         },
+        # Failed runs (exitstatus.is_failure) of the current generation: for an n_times
+        # script its batch of max_runs, otherwise every recorded run.
+        "failed_runs": w.failed_runs,
+        "last_failure_reason": w.last_failure,
+        "last_reason": None if last is None else last.reason.value,
         "operator_stopped": w.operator_stopped,
         "enabled": cfg.enabled,
         "version": cfg.version,

@@ -39,7 +39,12 @@ class Workload:
     stop_reason: ExitReason | None = None  # why the master asked the current run to stop
     then: AfterStop | None = None  # what follows the stop in progress
     pending_cfg: WorkloadConfig | None = None  # config to apply after a reload stop
-    failures: int = 0  # consecutive quick failures (forever mode backoff)
+    failures: int = 0  # consecutive quick failures (forever mode backoff); FATAL keeps it
+    # The current run counts as up: start_seconds passed and, with a health check, one check
+    # passed. Its end is then not a quick failure.
+    up: bool = False
+    failed_runs: int = 0  # failed runs (exitstatus.is_failure) in the current generation
+    last_failure: str | None = None  # the reason of the newest of them
     restarts: int = 0  # automatic restarts since the daemon started
     last_exit: ExitStatus | None = None
     last_exit_wall: float | None = None

@@ -1,9 +1,10 @@
-"""Restart backoff policy: how long to wait after the n-th quick failure, and when to give up.
+"""Restart backoff policy: how long to wait before a service's next start, and when to give up.
 
 Pure arithmetic over a workload's restart settings (restart_delay, restart_delay_max,
-max_retries, fatal_retry_delay). The daemon counts consecutive quick failures (a run that exits
-or fails to spawn before start_seconds) and resets the count once a run stays up. Imports only
-the standard library and mastercontrol.config.model; never reads a clock.
+max_retries, fatal_retry_delay). The daemon counts consecutive quick failures (a run that ends
+before it counted as up: start_seconds, and its first passing health check if it has one) and
+resets the count once a run stays up. Imports only the standard library and
+mastercontrol.config.model; never reads a clock.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ class Backoff:
 
     - `delay(n)` for the n-th consecutive quick failure (n >= 1) is
       `min(restart_delay * 2**(n-1), restart_delay_max)`: 1, 2, 4, 8 ... with the defaults.
-      restart_delay 0 gives 0 for every n (restart at once; the FATAL limit still stops a loop).
+      `delay(0)`, after a run that stayed up, is restart_delay: the least time between any two
+      starts of a service (systemd's RestartSec), so a service that fails after running for a
+      while cannot restart in a tight loop either. restart_delay 0 gives 0 for every n (restart
+      at once; the FATAL limit still stops a quick-failure loop).
     - `exhausted(n)` is `n > max_retries`: a workload gets its first attempt plus `max_retries`
       retries (supervisor's startretries). With max_retries 5, the 6th consecutive quick failure
-      makes it FATAL; with max_retries 0 the first quick failure does.
+      makes it FATAL; with max_retries 0 the first quick failure does. The count is not reset
+      by FATAL: a slow retry out of FATAL that fails quickly again is one more failure past the
+      limit, so one try and FATAL again, not a new burst.
     - Out of FATAL, `fatal_delay()` is the slow retry period; None (fatal_retry_delay 0) means it
       stays FATAL until an operator starts it.
 
@@ -59,13 +65,11 @@ class Backoff:
         )
 
     def delay(self, failures: int) -> float:
-        """Seconds to wait before the retry that follows the `failures`-th quick failure.
-
-        failures <= 0 (nothing failed yet) needs no wait and gives 0.
-        """
-        if failures <= 0 or self.restart_delay == 0:
+        """Seconds from the end of a run to the next start, after `failures` consecutive quick
+        failures (0: the run that ended had stayed up, so restart_delay)."""
+        if self.restart_delay == 0:
             return 0.0
-        exponent = min(failures - 1, _MAX_EXPONENT)
+        exponent = min(max(failures - 1, 0), _MAX_EXPONENT)
         return float(min(self.restart_delay * 2.0**exponent, self.restart_delay_max))
 
     def exhausted(self, failures: int) -> bool:

@@ -30,6 +30,7 @@ class ExitReason(StrEnum):
     UNHEALTHY = "unhealthy"  # the master stopped it: its health check kept failing
     SETUP_FAILED = "setup_failed"  # the bootstrap failed: setup, import or exec
     SPAWN_FAILED = "spawn_failed"  # the master could not fork the run (recorded, never decoded)
+    DAEMON_LOST = "daemon_lost"  # the daemon died during the run (recorded at its next start)
 
 
 # Reasons the master gives when it asks a child to stop; passed to decode() as `stop_reason`.
@@ -53,6 +54,19 @@ class ExitStatus:
     signal: int | None  # the signal that killed it; None when it exited
     reason: ExitReason
     text: str  # for humans: "exit status 0", "killed by SIGKILL", "timed out (SIGTERM)"
+
+
+def is_failure(reason: str, exit_code: int | None) -> bool:
+    """Whether a run that ended so counts as failed (`list`: "1 failed: timeout").
+
+    A clean exit (status 0) is not, nor a stop the master was asked for (operator stop, restart,
+    reload, shutdown: reason "stopped"); everything else is: a non-zero status, a signal, a
+    limit (timeout, memory, rss_limit, unhealthy), a setup or spawn failure, a run the daemon
+    lost track of when it died.
+    """
+    if reason == ExitReason.EXIT:
+        return exit_code != 0
+    return reason != ExitReason.STOPPED
 
 
 def signal_name(signum: int) -> str:

@@ -17,7 +17,7 @@ class ProcState(StrEnum):
     SCHEDULED = "SCHEDULED"  # agent waiting for its next cron tick
     STARTING = "STARTING"  # spawned, not yet up for start_seconds
     RUNNING = "RUNNING"
-    BACKOFF = "BACKOFF"  # quick failure; waiting for the next retry
+    BACKOFF = "BACKOFF"  # waiting for the next start: restart_delay, or a quick failure's backoff
     STOPPING = "STOPPING"  # signal sent, waiting for the exit (SIGKILL after stop_timeout)
     EXITED = "EXITED"  # a run ended on its own
     FATAL = "FATAL"  # too many quick failures; slow retry only
@@ -35,6 +35,7 @@ class Trigger(StrEnum):
     STOP = "stop"  # operator stop, timeout, restart, reload, shutdown, rss/health limits
     STOP_TIMEOUT = "stop_timeout"  # SIGKILL sent once
     WAIT_TICK = "wait_tick"  # an agent goes back to waiting for its schedule
+    WAIT_RETRY = "wait_retry"  # a service's run ended: restart_delay (or its backoff) first
     ALL_RUNS_DONE = "all_runs_done"
 
 
@@ -62,6 +63,13 @@ TRANSITIONS: dict[tuple[ProcState, Trigger], ProcState] = {
     (S.BACKOFF, T.RETRIES_EXHAUSTED): S.FATAL,
     (S.FATAL, T.RETRY_DUE): S.STARTING,
     (S.RUNNING, T.EXITED): S.EXITED,
+    # a forever run that ended after STARTING (an exit, or stopped by a limit) waits
+    # restart_delay before its next start; one that never counted as up is a quick failure,
+    # and may be the one too many
+    (S.EXITED, T.WAIT_RETRY): S.BACKOFF,
+    (S.STOPPED, T.WAIT_RETRY): S.BACKOFF,
+    (S.EXITED, T.RETRIES_EXHAUSTED): S.FATAL,
+    (S.STOPPED, T.RETRIES_EXHAUSTED): S.FATAL,
     # stopping
     **{(s, T.STOP): S.STOPPING for s in STOPPABLE},
     (S.STOPPING, T.STOP_TIMEOUT): S.STOPPING,

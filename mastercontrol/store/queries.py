@@ -307,6 +307,19 @@ class Store:
         )
         return [_run(r) for r in rows]
 
+    def run_outcomes(self, name: str) -> list[tuple[str, int | None, int, int]]:
+        """(reason, exit code, how many, newest run id) over the ended runs of the workload's
+        current generation (those history retention kept): what `list` counts failed runs
+        from after a daemon start. Which outcome is a failure is the engine's to say."""
+        rows = self._rows(
+            "SELECT r.reason, r.exit_code, COUNT(*), MAX(r.id) FROM runs r "
+            "JOIN workloads w ON w.name = r.workload AND w.run_generation = r.generation "
+            "WHERE r.workload = ? AND r.ended_at IS NOT NULL AND r.reason IS NOT NULL "
+            "GROUP BY r.reason, r.exit_code",
+            (name,),
+        )
+        return [(str(r), None if c is None else int(c), int(n), int(i)) for r, c, n, i in rows]
+
     # -- housekeeping ------------------------------------------------------------------------
 
     def prune(self, now: float, max_age: float, max_runs: int, limit: int = CHUNK) -> Pruned:

@@ -183,3 +183,10 @@ def select_sleep(seconds: float = 1.0, marker: str = "") -> None:
         if left <= 0:
             return
         select.select([], [], [], left)
+
+
+def crash_unless(flag: str) -> None:
+    """Crash at once while `flag` does not exist; once it does, stay up."""
+    if not os.path.exists(flag):
+        raise RuntimeError(f"no {flag}")
+    sleep_forever()

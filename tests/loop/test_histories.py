@@ -7,6 +7,8 @@ import signal
 import sqlite3
 from pathlib import Path
 
+from mastercontrol.config.model import HealthCheck
+from mastercontrol.engine.exitstatus import ExitReason
 from mastercontrol.engine.timers import TimerKey, TimerKind
 from mastercontrol.store.open import open_store
 from tests.loop.fakes import Rig, make_rig, workload
@@ -21,17 +23,85 @@ def event_triggers(rig: Rig, name: str) -> list[str]:
         conn.close()
 
 
-def test_service_becomes_running_after_start_seconds_and_restarts_at_once(tmp_path: Path) -> None:
+def test_service_becomes_running_after_start_seconds_and_restarts_after_restart_delay(
+    tmp_path: Path,
+) -> None:
     rig = make_rig(tmp_path)
-    rig.life.boot({"svc": workload("svc", start_seconds=2)})
+    rig.life.boot({"svc": workload("svc", start_seconds=2, restart_delay=3, restart_delay_max=60)})
     assert rig.state("svc") == "STARTING"
     rig.advance(2)
     assert rig.state("svc") == "RUNNING"
     rig.advance(100)
-    rig.exit("svc", 1)  # a crash after a long, healthy run: no backoff
+    rig.exit("svc", 1)  # a crash after a long, healthy run: restart_delay, not doubled
+    assert rig.state("svc") == "BACKOFF"
+    assert rig.timers.deadline(TimerKey(TimerKind.RETRY, "svc")) == rig.clock.monotonic() + 3
+    rig.advance(2.9)
+    assert rig.world.runs("svc") == 1
+    rig.advance(0.1)
     assert rig.state("svc") == "STARTING"
     assert rig.world.runs("svc") == 2
     assert rig.sup.workloads["svc"].restarts == 1
+    assert event_triggers(rig, "svc")[-3:] == ["exited", "wait_retry", "retry_due"]
+
+
+def test_restart_delay_zero_restarts_a_run_that_stayed_up_at_once(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.life.boot({"svc": workload("svc", start_seconds=0, restart_delay=0)})
+    assert rig.state("svc") == "RUNNING"
+    rig.exit("svc", -9)
+    assert rig.state("svc") == "RUNNING" and rig.world.runs("svc") == 2
+    assert "wait_retry" not in event_triggers(rig, "svc")
+
+
+def test_a_retry_out_of_fatal_is_one_try_and_a_try_that_stays_up_resets(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    cfg = workload("svc", restart_delay=1, restart_delay_max=1, max_retries=1, fatal_retry_delay=60)
+    rig.life.boot({"svc": cfg})
+    rig.exit("svc", 1)
+    rig.advance(1)
+    rig.exit("svc", 1)
+    assert rig.state("svc") == "FATAL" and rig.world.runs("svc") == 2
+    for runs in (3, 4):
+        rig.advance(60)
+        assert rig.state("svc") == "STARTING" and rig.world.runs("svc") == runs
+        rig.exit("svc", 1)  # the slow retry fails quickly too: FATAL again, no burst
+        assert rig.state("svc") == "FATAL"
+    rig.advance(60)
+    rig.advance(1)  # this try stays up for start_seconds
+    assert rig.state("svc") == "RUNNING"
+    rig.exit("svc", 1)
+    rig.advance(1)
+    rig.exit("svc", 1)  # quick failure 1 of a new count: BACKOFF, not FATAL
+    assert rig.state("svc") == "BACKOFF"
+    rig.advance(1)
+    rig.exit("svc", 1)
+    assert rig.state("svc") == "FATAL"
+
+
+def test_a_health_checked_run_counts_as_up_only_once_a_check_passed(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    check = HealthCheck(command=("true",), interval=1, failures=1)
+    cfg = workload("svc", health_check=check, restart_delay=1, max_retries=1, fatal_retry_delay=0)
+    rig.life.boot({"svc": cfg})
+
+    def unhealthy() -> None:
+        rig.sup.stop_for_limit("svc", ExitReason.UNHEALTHY)  # SIGTERM ends the fake child
+        rig.life.reap_all()
+
+    rig.advance(1)  # RUNNING after start_seconds, but no check has passed
+    assert rig.state("svc") == "RUNNING"
+    unhealthy()
+    assert rig.state("svc") == "BACKOFF"  # a quick failure: never healthy
+    rig.advance(1)
+    rig.advance(1)
+    assert rig.state("svc") == "RUNNING"
+    unhealthy()
+    assert rig.state("svc") == "FATAL"  # the same FATAL rule as quick exits
+    rig.sup.start("svc")
+    rig.advance(1)
+    rig.sup.note_healthy("svc", rig.world.live("svc")[0].pid)
+    unhealthy()  # it was healthy: restart_delay only, the count starts over
+    assert rig.state("svc") == "BACKOFF" and rig.sup.workloads["svc"].failures == 0
 
 
 def test_quick_failures_back_off_exponentially_then_go_fatal(tmp_path: Path) -> None:

@@ -19,8 +19,10 @@ def test_first_failure_waits_exactly_restart_delay() -> None:
     assert Backoff(restart_delay=2.5, restart_delay_max=100.0).delay(1) == 2.5
 
 
-def test_no_failure_yet_needs_no_wait() -> None:
-    assert Backoff(restart_delay=5.0).delay(0) == 0.0
+def test_after_a_run_that_stayed_up_the_wait_is_restart_delay() -> None:
+    assert Backoff(restart_delay=5.0).delay(0) == 5.0
+    assert Backoff(restart_delay=5.0, restart_delay_max=2.0).delay(0) == 2.0
+    assert Backoff(restart_delay=0.0).delay(0) == 0.0
 
 
 def test_restart_delay_zero_gives_zero_delay_for_every_failure() -> None:

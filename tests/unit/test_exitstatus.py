@@ -15,6 +15,7 @@ from mastercontrol.engine.exitstatus import (
     ExitReason,
     ExitStatus,
     decode,
+    is_failure,
     signal_name,
 )
 
@@ -36,7 +37,35 @@ def test_reason_strings_are_stable() -> None:
         "unhealthy",
         "setup_failed",
         "spawn_failed",
+        "daemon_lost",
     }
+
+
+def test_the_store_writes_the_same_daemon_lost_reason() -> None:
+    from mastercontrol.store.queries import DAEMON_LOST
+
+    assert DAEMON_LOST == ExitReason.DAEMON_LOST
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "failed"),
+    [
+        ("exit", 0, False),
+        ("exit", 1, True),
+        ("stopped", 0, False),  # an operator stop, restart, reload or shutdown
+        ("stopped", None, False),
+        ("signal", None, True),
+        ("timeout", None, True),
+        ("memory", 122, True),
+        ("unhealthy", 0, True),
+        ("rss_limit", None, True),
+        ("setup_failed", 121, True),
+        ("spawn_failed", None, True),
+        ("daemon_lost", None, True),
+    ],
+)
+def test_which_runs_count_as_failed(reason: str, code: int | None, failed: bool) -> None:
+    assert is_failure(reason, code) is failed
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 255])
