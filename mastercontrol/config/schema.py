@@ -114,7 +114,7 @@ HEALTH_CHECK: tuple[Setting, ...] = _bound(model.HealthCheck, (
     Setting("interval", NUMBER, MODEL, positive_number, "Seconds between probes."),
     Setting("timeout", NUMBER, MODEL, positive_number, "Seconds one probe may take."),
     Setting("failures", INTEGER, MODEL, positive_int,
-            "Consecutive failures that restart the service."),
+            "Consecutive failures that restart the service (backoff and FATAL as for exits)."),
     Setting("start_period", NUMBER, MODEL, non_negative,
             "Seconds after start before the 1st probe."),
 ))  # fmt: skip
@@ -181,14 +181,17 @@ WORKLOAD: tuple[Setting, ...] = _bound(model.WorkloadConfig, (
     Setting("stop_signal", STRING, MODEL, signal_name,
             f"Signal that asks a run to stop: {', '.join(SIGNALS)}."),
     Setting("start_seconds", NUMBER, MODEL, non_negative,
-            "A run that stays up this long counts as started (resets the backoff)."),
+            "A run that stays up this long counts as started (resets the backoff); with a "
+            "health_check, once a check has passed too."),
     Setting("restart_delay", NUMBER, MODEL, non_negative,
-            "First backoff delay after a quick failure."),
+            "Seconds between a service's run ending and its next start, and the first backoff "
+            "delay after a quick failure; 0 restarts at once."),
     Setting("restart_delay_max", NUMBER, MODEL, positive_number, "Backoff cap in seconds."),
     Setting("max_retries", INTEGER, MODEL, non_negative,
             "Consecutive quick failures before the workload is FATAL."),
     Setting("fatal_retry_delay", NUMBER, MODEL, non_negative,
-            "Seconds before a slow retry out of FATAL; 0 stays FATAL."),
+            "Seconds before a slow retry out of FATAL (one try, then FATAL again if it fails "
+            "quickly); 0 stays FATAL."),
     Setting("log_max_bytes", INTEGER, MODEL, log_bytes,
             "Rotate the workload's log file (NAME.log in the log dir) past this many bytes.",
             doc_default="daemon.log_max_bytes"),
