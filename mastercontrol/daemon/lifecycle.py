@@ -318,6 +318,10 @@ class Lifecycle:
     def _on_retry(self, name: str) -> None:
         w = self.workloads.get(name)
         if w is not None and w.state in (S.BACKOFF, S.FATAL):
+            if w.state is S.FATAL:
+                # One try out of FATAL, however FATAL was reached (a burst here, or restored
+                # from the state DB by a new daemon): a quick failure of it is FATAL again.
+                w.failures = max(w.failures, w.cfg.max_retries + 1)
             w.retry_wall = None
             w.restarts += 1
             self.launch(w, T.RETRY_DUE)  # BACKOFF/FATAL -> STARTING

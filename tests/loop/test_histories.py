@@ -302,3 +302,21 @@ def test_a_stop_during_a_reload_removal_still_removes_the_workload(tmp_path: Pat
     rig.advance(5)
     rig.life.reap_all()
     assert "svc" not in rig.sup.workloads
+
+
+def test_a_retry_out_of_a_fatal_with_no_count_behind_it_is_one_try_too(tmp_path: Path) -> None:
+    # FATAL reached some other way than a burst in this daemon (e.g. kept across a restart):
+    # its slow retry is still one try.
+    rig = make_rig(tmp_path)
+    cfg = workload("svc", restart_delay=1, max_retries=3, fatal_retry_delay=60)
+    rig.life.boot({"svc": cfg})
+    for _ in range(3):
+        rig.exit("svc", 1)
+        rig.fire()
+        rig.advance(8)
+    rig.exit("svc", 1)
+    assert rig.state("svc") == "FATAL"
+    rig.sup.workloads["svc"].failures = 0
+    rig.advance(60)
+    rig.exit("svc", 1)
+    assert rig.state("svc") == "FATAL"
