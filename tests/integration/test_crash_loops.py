@@ -52,6 +52,8 @@ def runs(daemon: Daemon, name: str) -> list[tuple[float, float | None, str | Non
 
 def starts_between_fatals(states: list[str]) -> list[int]:
     """How many times the workload entered STARTING between one FATAL and the next."""
+    if "FATAL" not in states:
+        return []
     first = states.index("FATAL")
     counts, n = [], 0
     for state in states[first + 1 :]:
