@@ -25,6 +25,7 @@ from mastercontrol.config.model import (
     ConfigSet,
     DaemonConfig,
     DaemonSettings,
+    DeploySettings,
     FleetSettings,
     HealthCheck,
     Inventory,
@@ -347,7 +348,9 @@ def _inventory_from_text(text: str, source: str) -> tuple[Inventory, list[Proble
     if top is None:
         return Inventory(source=source), problems
     f = _apply_table(top, schema.INVENTORY_FILE, "", problems)
-    defaults = f.sections["defaults"].values if "defaults" in f.sections else {}
+    defaults = dict(f.sections["defaults"].values) if "defaults" in f.sections else {}
+    fleet = {s.name: defaults.pop(s.name) for s in schema.INVENTORY_FLEET if s.name in defaults}
+    deploy = _deploy_settings(f.sections.get("deploy"))
     clients: list[InventoryClient] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(f.values.get("clients", ())):
@@ -364,7 +367,13 @@ def _inventory_from_text(text: str, source: str) -> tuple[Inventory, list[Proble
             values = {**defaults, **c.values}
             values["env"] = {**defaults.get("env", {}), **c.values.get("env", {})}
             clients.append(InventoryClient(**values))
-    return Inventory(clients=tuple(clients), source=source), problems
+    inventory = Inventory(clients=tuple(clients), source=source, deploy=deploy, **fleet)
+    return inventory, problems
+
+
+def _deploy_settings(section: _Fields | None) -> DeploySettings:
+    """The `deploy:` section as written (relative paths are the deployer's to resolve)."""
+    return DeploySettings(**section.values) if section is not None else DeploySettings()
 
 
 def load_inventory(path: str | os.PathLike[str]) -> tuple[Inventory, list[str]]:

@@ -196,6 +196,7 @@ class InventoryClient:
     ssh_port: int = 22
     ssh_key: str | None = None
     install_dir: str = "/opt/mastercontrol"
+    python: str = "python3"  # the client's interpreter that builds each release's venv
     workloads: tuple[str, ...] = ()  # workload names deployed there; empty = all
     env: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
@@ -205,11 +206,33 @@ class InventoryClient:
 
 
 @dataclass(frozen=True)
+class DeploySettings:
+    """inventory.yaml's `deploy:` section: how `fab deploy` rolls a release out.
+
+    Relative paths are relative to the inventory file's directory (the loader resolves them).
+    """
+
+    batch: int = 2
+    connect_timeout_seconds: float = 10.0
+    health_deadline_seconds: float = 60.0
+    min_healthy_seconds: float = 5.0
+    max_failed: int = 1
+    keep_releases: int = 5
+    config_dir: str = "configs"
+    app_dir: str | None = None
+    state_dir: str = ".deploy"
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     """inventory.yaml: the fleet the control host knows about and deploys to."""
 
     clients: tuple[InventoryClient, ...] = ()
     source: str = ""
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+    central_url: str | None = None  # from `defaults:`; where the deployer journals too
+    central_api_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,8 @@ INVENTORY_DEFAULTS: tuple[Setting, ...] = _bound(model.InventoryClient, (
     Setting("ssh_key", STRING, None, non_empty, "Private key file; default: ssh's own choice."),
     Setting("install_dir", STRING, MODEL, absolute_path,
             "Where releases are installed on the client."),
+    Setting("python", STRING, MODEL, non_empty,
+            "The client's Python (3.11 or later) that builds each release's venv."),
     Setting("workloads", STRING_LIST, MODEL, name_list,
             "Workload names deployed to the client; empty means all."),
     Setting("env", STRING_MAP, MODEL, env_names,
@@ -309,9 +311,43 @@ INVENTORY_CLIENT: tuple[Setting, ...] = _bound(model.InventoryClient, (
     Setting("host", STRING, None, host, "Host name or address to reach it over SSH.", True),
 )) + INVENTORY_DEFAULTS  # fmt: skip
 
+# Only in `defaults:` (they describe the fleet, not one client).
+INVENTORY_FLEET: tuple[Setting, ...] = _bound(model.Inventory, (
+    Setting("central_url", STRING, None, url,
+            "The central API (http://host:port) the deployer journals to and `--dry-run` asks; "
+            "MCTL_CENTRAL_URL overrides it."),
+    Setting("central_api_token", STRING, None, non_empty,
+            "The operator's token for that central API (central.api_token)."),
+))  # fmt: skip
+
+INVENTORY_DEPLOY: tuple[Setting, ...] = _bound(model.DeploySettings, (
+    Setting("batch", INTEGER, MODEL, positive_int, "Clients per wave (`fab deploy --batch`)."),
+    Setting("connect_timeout_seconds", NUMBER, MODEL, positive_number,
+            "A client not reached over SSH within this is pending, not failed."),
+    Setting("health_deadline_seconds", NUMBER, MODEL, positive_number,
+            "How long a wave has to become healthy after its switch."),
+    Setting("min_healthy_seconds", NUMBER, MODEL, non_negative,
+            "How long every client of a wave must stay healthy to pass the gate."),
+    Setting("max_failed", INTEGER, MODEL, positive_int,
+            "The deployment stops once this many clients have failed."),
+    Setting("keep_releases", INTEGER, MODEL, positive_int,
+            "Releases kept on each client (the current and previous ones always are)."),
+    Setting("config_dir", STRING, MODEL, non_empty,
+            "Workload files of the release; `<config_dir>/<client>/` adds or overrides files "
+            "for one client (its daemon.yaml, say)."),
+    Setting("app_dir", STRING, None, non_empty,
+            "Workload code shipped with the release (importable by the workloads)."),
+    Setting("state_dir", STRING, MODEL, non_empty,
+            "The deployer's journal, lock, builds and known_hosts on the control host."),
+    Setting("known_hosts", STRING, None, non_empty,
+            "The clients' host keys; default: `<state_dir>/known_hosts`."),
+))  # fmt: skip
+
 INVENTORY_FILE: tuple[Setting, ...] = (
     Setting("defaults", SECTION, None, None, "Settings applied to every client.",
-            section=INVENTORY_DEFAULTS),
+            section=INVENTORY_DEFAULTS + INVENTORY_FLEET),
+    Setting("deploy", SECTION, None, None, "How `fab deploy` rolls releases out.",
+            section=INVENTORY_DEPLOY),
     Setting("clients", MAP_LIST, None, None, "A list of clients.", section=INVENTORY_CLIENT),
 )  # fmt: skip
 

@@ -41,6 +41,8 @@ GENERATED: dict[str, tuple[tuple[Setting, ...], str]] = {
     "fleet": (schema.FLEET, "fleet."),
     "central": (schema.CENTRAL, "central."),
     "inventory": (schema.INVENTORY_CLIENT, ""),
+    "inventory_fleet": (schema.INVENTORY_FLEET, "defaults."),
+    "deploy": (schema.INVENTORY_DEPLOY, "deploy."),
 }
 _REGION = re.compile(
     r'^\.\\" BEGIN GENERATED (?P<name>\w+)\n(?P<body>.*?)^\.\\" END GENERATED\n',
