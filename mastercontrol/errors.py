@@ -38,6 +38,10 @@ class DaemonLocked(MasterControlError):
     """Another mastercontrold already owns this socket / database."""
 
 
+class DeployError(MasterControlError):
+    """A deploy task cannot go on: bad inventory or option, lock held, build failed."""
+
+
 class IPCError(MasterControlError):
     """An IPC request failed; carries the stable error code the master sent."""
 

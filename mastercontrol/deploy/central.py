@@ -1,0 +1,58 @@
+"""The deployer's calls to the central API: journal records (`POST|PATCH /api/v1/deployments`)
+and, for `--dry-run`, what the central last heard from each client (`GET /api/v1/clients`).
+
+A central that cannot be reached never stops a deploy: each call returns None and the caller
+says so. Imports only the standard library; no fabric, no API code (it speaks HTTP to it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+CENTRAL_URL_ENV = "MCTL_CENTRAL_URL"
+CENTRAL_TOKEN_ENV = "MCTL_CENTRAL_TOKEN"
+_TIMEOUT = 5.0
+
+
+class Central:
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.last_error: str | None = None
+
+    @classmethod
+    def configured(cls, url: str | None, token: str | None) -> Central | None:
+        url = os.environ.get(CENTRAL_URL_ENV) or url
+        token = os.environ.get(CENTRAL_TOKEN_ENV) or token
+        return cls(url, token) if url else None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any | None:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:  # noqa: S310
+                return json.loads(resp.read(8 * 1024 * 1024) or b"null")
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            self.last_error = f"{method} {self.url}{path}: {exc}"
+            return None
+
+    def clients(self) -> dict[str, dict[str, Any]] | None:
+        """Name -> the central's summary (status, release, last_seen), or None if unreachable."""
+        found = self.call("GET", "/api/v1/clients")
+        if not isinstance(found, dict) or not isinstance(found.get("clients"), list):
+            return None
+        return {str(c.get("name")): c for c in found["clients"] if isinstance(c, dict)}
+
+    def create(self, record: dict[str, Any]) -> int | None:
+        found = self.call("POST", "/api/v1/deployments", record)
+        return int(found["id"]) if isinstance(found, dict) and "id" in found else None
+
+    def update(self, central_id: int, record: dict[str, Any]) -> bool:
+        return self.call("PATCH", f"/api/v1/deployments/{central_id}", record) is not None
