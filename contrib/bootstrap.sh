@@ -7,7 +7,8 @@
 #   bootstrap.sh rollback INSTALL_DIR [RELEASE_ID]             back to RELEASE_ID or `previous`
 #   bootstrap.sh stop     INSTALL_DIR                          stop the daemon
 #
-# Layout: releases/<id>/{venv,config,app,env,wheelhouse,RELEASE,bootstrap.sh,.installed},
+# Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,RELEASE,bootstrap.sh,.installed}
+# and venv -> ../../venvs/<wheelhouse hash> (shared by releases built from the same wheels),
 # current -> releases/<id> (switched with ln -s tmp + mv -T, one rename(2): never half-switched),
 # previous (the id current pointed at before the last switch), state/ run/ log/ of the daemon.
 #
@@ -122,7 +123,8 @@ restart() {
     in_release "$target" up --detach || die 6 "mastercontrold did not start on $(current_id); see $dir/log/mastercontrold.stderr"
 }
 
-# Keep the newest KEEP releases (ids start with their UTC time), never current or previous.
+# Keep the newest KEEP releases (ids start with their UTC time), never current or previous,
+# and the venvs some kept release still uses.
 prune() {
     keep=$1
     cur=$(current_id)
@@ -133,6 +135,14 @@ prune() {
         if [ "$r" = "$cur" ] || [ "$r" = "$prev" ]; then continue; fi
         rm -rf "${dir:?}/releases/$r"
         excess=$((excess - 1))
+    done
+    [ -d "$dir/venvs" ] || return 0
+    for v in $(ls -1 "$dir/venvs"); do
+        used=""
+        for r in "$dir"/releases/*/; do
+            [ "$(cat "${r}WHEELHOUSE" 2>/dev/null || true)" = "$v" ] && used=yes
+        done
+        [ -n "$used" ] || rm -rf "${dir:?}/venvs/$v"
     done
 }
 
@@ -148,15 +158,28 @@ install() {
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
         die 3 "$python is not Python 3.11 or later"
     if [ ! -f "$rel/.installed" ]; then
+        # Releases built from the same wheelhouse (WHEELHOUSE names its hash) share one venv
+        # under venvs/: a release that changes only configs or workload code installs nothing.
+        # A shared venv is never changed once complete; the release's id reaches the daemon
+        # through MCTL_RELEASE in its env file.
+        hash=$(cat "$rel/WHEELHOUSE" 2>/dev/null || echo "$id")
+        valid_id "$hash" || die 4 "bad WHEELHOUSE in $rel"
+        venv="$dir/venvs/$hash"
+        if [ ! -f "$venv/.complete" ]; then
+            rm -rf "$venv"
+            mkdir -p "$dir/venvs"
+            # --without-pip: the wheelhouse carries pip, run straight from its wheel (faster
+            # than ensurepip, and it works where Debian's python3-venv is not installed).
+            "$python" -m venv --without-pip "$venv" || die 4 "cannot create $venv"
+            pipwhl=$(ls "$rel"/wheelhouse/pip-*.whl 2>/dev/null | tail -n 1)
+            [ -n "$pipwhl" ] || die 4 "no pip wheel in $rel/wheelhouse"
+            "$venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-compile \
+                --disable-pip-version-check --find-links "$rel/wheelhouse" mastercontrol ||
+                die 4 "pip install from $rel/wheelhouse failed"
+            touch "$venv/.complete"
+        fi
         rm -rf "$rel/venv"
-        # --without-pip: the wheelhouse carries pip, run straight from its wheel (faster than
-        # ensurepip, and it works where Debian's python3-venv is not installed).
-        "$python" -m venv --without-pip "$rel/venv" || die 4 "cannot create $rel/venv"
-        pipwhl=$(ls "$rel"/wheelhouse/pip-*.whl 2>/dev/null | tail -n 1)
-        [ -n "$pipwhl" ] || die 4 "no pip wheel in $rel/wheelhouse"
-        "$rel/venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-compile \
-            --disable-pip-version-check --find-links "$rel/wheelhouse" mastercontrol ||
-            die 4 "pip install from $rel/wheelhouse failed"
+        ln -s "../../venvs/$hash" "$rel/venv"
         touch "$rel/.installed"
     fi
     # The NEW release's own validator, before anything is switched: a bad config never runs.

@@ -27,6 +27,7 @@ from mastercontrol.config.load import DAEMON_FILE, YAML_SUFFIXES
 from mastercontrol.config.model import InventoryClient
 from mastercontrol.deploy.layout import BOOTSTRAP, check_release_id
 from mastercontrol.errors import DeployError
+from mastercontrol.fleet.release import RELEASE_ENV
 
 WHEELHOUSE_CACHE_ENV = "MCTL_WHEELHOUSE_CACHE"
 # What goes into the wheel (setup.cfg's packages and data_files): a change rebuilds it.
@@ -161,8 +162,12 @@ def stage(
                             ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
         else:
             (dest / "app").mkdir()
-        (dest / "env").write_text(env_text(client.env), encoding="utf-8")
+        # MCTL_RELEASE: the daemon's venv may be shared with other releases (bootstrap.sh), so
+        # the release is named here rather than found beside the venv.
+        env = {**client.env, RELEASE_ENV: release_id}
+        (dest / "env").write_text(env_text(env), encoding="utf-8")
         (dest / "RELEASE").write_text(release_id + "\n", encoding="utf-8")
+        (dest / "WHEELHOUSE").write_text(wheels.name + "\n", encoding="utf-8")
         shutil.copy2(bootstrap, dest / BOOTSTRAP)
     return top
 

@@ -262,7 +262,7 @@ def _wave_status(clients: list[dict[str, Any]]) -> str:
     return "updated"
 
 
-def dry_run(ctx: Context, opts: DeployOptions, release: str) -> list[str]:
+def dry_run_lines(ctx: Context, opts: DeployOptions, release: str) -> list[str]:
     """The lines `--dry-run` prints: waves, clients, commands, what the central last heard.
 
     Opens no SSH connection and builds nothing.

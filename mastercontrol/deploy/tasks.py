@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric import task
+from paramiko import SSHException
 from invoke import Collection, Context
 from invoke.exceptions import Exit
 
@@ -37,7 +38,7 @@ from mastercontrol.deploy.rollout import (
     Context as DeployContext,
     DeployOptions,
     Rollout,
-    dry_run,
+    dry_run_lines,
 )
 from mastercontrol.deploy.ssh import ConnectFailed, SshSettings, accept_host_key, connect
 from mastercontrol.errors import DeployError
@@ -171,7 +172,7 @@ def deploy(
         if dry_run:
             rid = layout.check_release_id(release) if release else layout.new_release_id(
                 build.git_commit(ctx.root))
-            for line in dry_run(ctx, opts, rid):
+            for line in dry_run_lines(ctx, opts, rid):
                 say(line)
             return
         if opts.unreachable_fail:
@@ -355,15 +356,19 @@ def setup(
     with guarded("setup"):
         ctx = context(c, inventory)
         problems = [f"control host: {p}" for p in _setup_local(ctx)]
+        reachable = []
         for x in _selected(ctx, client):
             if accept_new_host_keys:
                 try:
                     fp, what = accept_host_key(x, ctx.remote.ssh)
-                except OSError as exc:
+                except (OSError, SSHException) as exc:
                     problems.append(f"{x.name}: cannot fetch its host key: {exc}")
                     continue
                 say(f"{x.name}: {x.host}:{x.ssh_port} host key {fp} ({what})")
-            problems += [f"{x.name}: {p}" for p in _check_client(ctx, x)]
+            reachable.append(x)
+        checks = parallel(lambda x: _check_client(ctx, x), reachable)
+        for x, found in zip(reachable, checks, strict=True):
+            problems += [f"{x.name}: {p}" for p in found]
         for p in problems:
             say(p)
         if problems:

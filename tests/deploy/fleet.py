@@ -145,6 +145,7 @@ class Fleet:
         return self.project / "inventory.yaml"
 
     def add_clients(self, n: int, **deploy: object) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         authorized = self.root / "authorized_keys"
         shutil.copy(self.keys["user"].with_suffix(".pub"), authorized)
         for i in range(n):
