@@ -69,11 +69,30 @@ test: system-packages lint
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Fleet deploys (Fabric tasks, issue 11) are not built yet: these targets say so and fail
-# rather than succeed having done nothing.
-setup setup-local deploy deploy-client deploy-dry-run deploy-sync:
-	@echo "make $@: not built yet — fleet deploys (fab setup/deploy/sync) are not implemented yet (README.md, Make targets)" >&2
-	@exit 1
+# Fleet deploys: thin wrappers over the Fabric tasks of fabfile.py (docs/operations.md).
+# INVENTORY=path picks the inventory (else MCTL_INVENTORY, ./inventory.yaml, the config dir's);
+# FAB_ARGS passes more options, e.g. `make deploy FAB_ARGS=--batch=5`.
+FAB      := $(BIN)/fab -r $(CURDIR)
+FAB_INV   = $(if $(INVENTORY),--inventory=$(INVENTORY))
+
+setup: $(STAMP)
+	$(FAB) setup $(FAB_INV) $(FAB_ARGS)
+
+setup-local: $(STAMP)
+	$(FAB) setup-local $(FAB_INV) $(FAB_ARGS)
+
+deploy: $(STAMP)
+	$(FAB) deploy $(FAB_INV) $(FAB_ARGS)
+
+deploy-client: $(STAMP)
+	@test -n "$(CLIENT)" || { echo "make deploy-client: give the client, e.g. make deploy-client CLIENT=pi-kitchen" >&2; exit 2; }
+	$(FAB) deploy --client=$(CLIENT) $(FAB_INV) $(FAB_ARGS)
+
+deploy-dry-run: $(STAMP)
+	$(FAB) deploy --dry-run $(FAB_INV) $(FAB_ARGS)
+
+deploy-sync: $(STAMP)
+	$(FAB) sync $(FAB_INV) $(FAB_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VAR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -126,7 +126,13 @@ def render_configuration_markdown() -> str:
     out += _table(schema.INVENTORY_CLIENT)
     out += ["", "### Only in `defaults:`", ""]
     out += _table(schema.INVENTORY_FLEET, "defaults.")
-    out += ["", "### `deploy:`", "", "How `fab deploy` rolls releases out (docs/operations.md).", ""]
+    out += [
+        "",
+        "### `deploy:`",
+        "",
+        "How `fab deploy` rolls releases out (docs/operations.md).",
+        "",
+    ]
     out += _table(schema.INVENTORY_DEPLOY, "deploy.")
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -37,7 +37,7 @@ class Central:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:
                 return json.loads(resp.read(8 * 1024 * 1024) or b"null")
         except (OSError, ValueError, urllib.error.URLError) as exc:
             self.last_error = f"{method} {self.url}{path}: {exc}"

@@ -159,7 +159,9 @@ def parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         except BaseException as exc:  # reported to the caller, not lost in a thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i, it), daemon=True) for i, it in enumerate(items)]
+    threads = [
+        threading.Thread(target=work, args=(i, it), daemon=True) for i, it in enumerate(items)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -12,6 +12,7 @@ Uses fabric only through remote.py; must not import the daemon or the API.
 from __future__ import annotations
 
 import getpass
+import shlex
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -217,8 +218,8 @@ class Rollout:
                 continue
             v = gate.wait({c.name: probe_for(self.ctx, c)}, target,
                           self.ctx.settings.health_deadline_seconds, 0.0)[c.name]  # fmt: skip
-            checked.append(r if v.healthy else
-                           Result(c.name, Outcome.FAILED, f"rolled back to {target} but: {v.reason}"))  # fmt: skip
+            why = f"rolled back to {target} but: {v.reason}"
+            checked.append(r if v.healthy else Result(c.name, Outcome.FAILED, why))
         return checked
 
     # ---------------------------------------------------------------- reporting
@@ -229,9 +230,7 @@ class Rollout:
             waves.setdefault(r.wave, []).append(
                 {"name": r.name, "status": r.outcome.value, "message": r.reason or None}
             )
-        batches = [
-            {"status": _wave_status(cs), "clients": cs} for _, cs in sorted(waves.items())
-        ]
+        batches = [{"status": _wave_status(cs), "clients": cs} for _, cs in sorted(waves.items())]
         message = f"deployment {dep.id} (commit {dep.git_commit or 'unknown'})"
         return {"status": dep.status.value, "release": dep.release, "actor": dep.actor,
                 "message": message, "batches": batches}  # fmt: skip
@@ -292,8 +291,11 @@ def dry_run_lines(ctx: Context, opts: DeployOptions, release: str) -> list[str]:
                     f"    central: {seen.get('status')}, release {seen.get('release')}"
                 )  # fmt: skip
             lines.append(f"    ssh: {layout.prepare_command(where, release)}")
-            lines.append(f"    local: {' '.join(rsync_argv(staged, c, where.release(release), ctx.remote.ssh))}")
-            lines.append(f"    ssh: {layout.install_command(where, release, s.keep_releases, c.python)}")
+            copy = rsync_argv(staged, c, where.release(release), ctx.remote.ssh)
+            lines.append(f"    local: {shlex.join(copy)}")
+            lines.append(
+                f"    ssh: {layout.install_command(where, release, s.keep_releases, c.python)}"
+            )
         lines.append(
             f"  gate: new release and no FATAL/crash loop for {s.min_healthy_seconds:g}s within "
             f"{s.health_deadline_seconds:g}s, else the wave is rolled back and the run stops"

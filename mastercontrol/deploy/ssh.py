@@ -97,7 +97,7 @@ def connect(client: InventoryClient, settings: SshSettings) -> Connection:
     except paramiko.AuthenticationException as exc:
         conn.close()
         raise ConnectFailed(Reach.AUTH_FAILED, f"{where}: authentication failed: {exc}") from None
-    except (TimeoutError, socket.timeout, OSError, EOFError) as exc:
+    except (TimeoutError, OSError, EOFError) as exc:
         conn.close()
         raise ConnectFailed(Reach.UNREACHABLE, f"{where}: unreachable: {exc}") from None
     except paramiko.SSHException as exc:
@@ -147,9 +147,7 @@ def accept_host_key(client: InventoryClient, settings: SshSettings) -> tuple[str
     return fingerprint(key), "added"
 
 
-def rsync_argv(
-    src: Path, client: InventoryClient, dest: str, settings: SshSettings
-) -> list[str]:
+def rsync_argv(src: Path, client: InventoryClient, dest: str, settings: SshSettings) -> list[str]:
     """rsync of `src/` into `dest/` on the client, over OpenSSH with the same host-key rules.
 
     The venv and the install marker that bootstrap.sh makes stay (excluded from --delete), so a

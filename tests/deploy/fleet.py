@@ -84,7 +84,10 @@ class Sshd:
                 assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
                 return False
 
+        seen = self.connections()
         wait_for(listening, 15, what=f"sshd on port {self.port}")
+        # The probe's connection is logged a moment later: wait, so counts taken now are stable.
+        wait_for(lambda: self.connections() > seen, 15, what="sshd logging the probe")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -32,7 +32,13 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "config": frozenset({"yaml", "croniter"}),  # reads YAML, computes cron schedules
     "daemon": frozenset({"psutil"}),  # samples metrics
 }
-CONFINED = {"bottle": "api", "waitress": "api", "fabric": "deploy", "invoke": "deploy"}
+CONFINED = {
+    "bottle": "api",
+    "waitress": "api",
+    "fabric": "deploy",
+    "invoke": "deploy",
+    "paramiko": "deploy",
+}
 
 ANY = "*"  # as an importer: every package but the imported one
 # (importer, imported, why). `imported` is one of our packages or an outside module.
@@ -40,6 +46,10 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("daemon", "api", "the master names internal services by module string"),
     ("daemon", "fleet", "the master names internal services by module string"),
     ("daemon", "deploy", "deploys run on the control host, never in the master"),
+    ("deploy", "daemon", "the deployer reaches clients over SSH and HTTP, never the master"),
+    ("deploy", "api", "the deployer speaks HTTP to the APIs; it does not import them"),
+    ("deploy", "child", "the deployer runs on the control host, not in a workload"),
+    ("deploy", "ctl", "bootstrap.sh runs the client's mastercontrol-ctl; nothing imports it"),
     ("api", "daemon", "network services reach the master only through IPC"),
     ("api", "child", "network services reach the master only through IPC"),
     ("fleet", "daemon", "fleet logic reaches the master only through IPC"),

@@ -1,0 +1,125 @@
+"""Pure parts of the deployer: waves and outcomes, the health gate's rule and its polling with a
+fake clock, release ids, and quoting of every remote command."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from mastercontrol.config.model import InventoryClient
+from mastercontrol.deploy import gate, layout, plan
+from mastercontrol.deploy.plan import Outcome, Status
+from mastercontrol.errors import DeployError
+
+
+def clients(n: int, tags: tuple[str, ...] = ()) -> list[InventoryClient]:
+    return [InventoryClient(name=f"pi-{i}", host="127.0.0.1", tags=tags) for i in range(n)]
+
+
+def test_waves_keep_inventory_order_batch_at_a_time() -> None:
+    names = [[c.name for c in w] for w in plan.waves(clients(5), 2)]
+    assert names == [["pi-0", "pi-1"], ["pi-2", "pi-3"], ["pi-4"]]
+    with pytest.raises(ValueError):
+        plan.waves(clients(1), 0)
+
+
+def test_select_by_name_and_tag_and_report_unknown_names() -> None:
+    pool = clients(3) + [InventoryClient(name="cam", host="h", tags=("camera",))]
+    chosen, unknown = plan.select(pool, ("pi-1", "nope"))
+    assert [c.name for c in chosen] == ["pi-1"] and unknown == ["nope"]
+    chosen, _ = plan.select(pool, (), "camera")
+    assert [c.name for c in chosen] == ["cam"]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "stopped", "status"),
+    [
+        ([Outcome.UPDATED, Outcome.UPDATED], False, Status.SUCCEEDED),
+        ([Outcome.UPDATED, Outcome.PENDING], False, Status.INCOMPLETE),
+        ([Outcome.ROLLED_BACK, Outcome.UNTOUCHED], True, Status.FAILED),
+        ([Outcome.UPDATED, Outcome.FAILED], False, Status.FAILED),
+    ],
+)
+def test_final_status(outcomes: list[Outcome], stopped: bool, status: Status) -> None:
+    assert plan.final_status(outcomes, stopped) is status
+
+
+def test_pending_clients_do_not_fail_a_wave() -> None:
+    assert not plan.wave_failed([plan.Result("a", Outcome.PENDING)])
+    assert plan.wave_failed([plan.Result("a", Outcome.PENDING), plan.Result("b", Outcome.FAILED)])
+
+
+def w(state: str, restarts: int = 0) -> dict[str, object]:
+    return {"name": "svc", "state": state, "restarts": restarts}
+
+
+@pytest.mark.parametrize(
+    ("snap", "healthy", "final"),
+    [
+        (gate.Snapshot("r2", (w("RUNNING"),)), True, False),
+        (gate.Snapshot("r1", (w("RUNNING"),)), False, False),  # old release still reported
+        (gate.Snapshot("r2", (w("FATAL"),)), False, True),
+        (gate.Snapshot("r2", (w("BACKOFF"),)), False, False),
+        (gate.Snapshot("r2", (w("RUNNING", 2),)), False, False),  # restarted since the start
+        (gate.Snapshot(error="refused"), False, False),
+    ],
+)
+def test_judge(snap: gate.Snapshot, healthy: bool, final: bool) -> None:
+    v = gate.judge(snap, "r2", {"svc": 0})
+    assert (v.healthy, v.final) == (healthy, final)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_gate_passes_after_min_healthy_without_a_break_and_fails_at_the_deadline() -> None:
+    clock = FakeClock()
+    script = iter(
+        [gate.Snapshot("r2", (w("STARTING"),))] + [gate.Snapshot("r2", (w("RUNNING"),))] * 100
+    )
+    verdicts = gate.wait(
+        {"ok": lambda: next(script), "stuck": lambda: gate.Snapshot("r2", (w("BACKOFF"),))},
+        "r2", 10.0, 2.0, clock=clock, sleep=clock.sleep, interval=0.5,
+    )  # fmt: skip
+    assert verdicts["ok"].healthy
+    assert not verdicts["stuck"].healthy and "within 10s" in verdicts["stuck"].reason
+    assert clock.now <= 10.5  # bounded by the deadline
+
+
+def test_gate_fails_a_fatal_client_at_once() -> None:
+    clock = FakeClock()
+    verdicts = gate.wait({"a": lambda: gate.Snapshot("r2", (w("FATAL"),))}, "r2", 60, 5,
+                         clock=clock, sleep=clock.sleep)  # fmt: skip
+    assert not verdicts["a"].healthy and clock.now == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "../etc", "a b", "x;rm -rf /", "-rf", "$(id)", "a/b", "a" * 81]
+)
+def test_bad_release_ids_are_refused(bad: str) -> None:
+    with pytest.raises(DeployError):
+        layout.check_release_id(bad)
+
+
+def test_new_release_ids_sort_by_time() -> None:
+    a = layout.new_release_id("abc1234", now=1_700_000_000)
+    b = layout.new_release_id(None, now=1_700_000_060)
+    assert a == "20231114T221320Z-abc1234" and b.endswith("-nogit") and a < b
+
+
+def test_every_value_in_remote_commands_is_quoted() -> None:
+    where = layout.RemoteLayout("/opt/my dir;touch /tmp/pwned")
+    cmd = layout.install_command(where, "r1", 5, "python3; reboot")
+    argv = shlex.split(cmd)
+    assert argv == ["sh", "/opt/my dir;touch /tmp/pwned/releases/r1/bootstrap.sh", "install",
+                    "/opt/my dir;touch /tmp/pwned", "r1", "5", "python3; reboot"]  # fmt: skip
+    assert shlex.split(layout.rollback_command(where, "r2", "r1"))[-1] == "r1"
