@@ -25,7 +25,7 @@ def test_waves_keep_inventory_order_batch_at_a_time() -> None:
 
 
 def test_select_by_name_and_tag_and_report_unknown_names() -> None:
-    pool = clients(3) + [InventoryClient(name="cam", host="h", tags=("camera",))]
+    pool = [*clients(3), InventoryClient(name="cam", host="h", tags=("camera",))]
     chosen, unknown = plan.select(pool, ("pi-1", "nope"))
     assert [c.name for c in chosen] == ["pi-1"] and unknown == ["nope"]
     chosen, _ = plan.select(pool, (), "camera")
