@@ -145,5 +145,5 @@ def test_setup_cfg_installs_each_man_page_in_its_section() -> None:
         if key.startswith("share/man/")
     }
     pages = sorted((ROOT / "man").glob("*.[1-8]"))
-    assert len(pages) == 3
+    assert len(pages) == 4  # ctl (1), yaml (5), deploy (7), daemon (8)
     assert installed == {f"share/man/man{p.suffix[1:]}": [f"man/{p.name}"] for p in pages}

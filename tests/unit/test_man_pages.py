@@ -31,7 +31,8 @@ MAN = ROOT / "man"
 DAEMON_PAGE = MAN / "mastercontrold.8"
 CTL_PAGE = MAN / "mastercontrol-ctl.1"
 CONFIG_PAGE = MAN / "mastercontrol.yaml.5"
-PAGES = (DAEMON_PAGE, CTL_PAGE, CONFIG_PAGE)
+DEPLOY_PAGE = MAN / "mastercontrol-deploy.7"
+PAGES = (DAEMON_PAGE, CTL_PAGE, CONFIG_PAGE, DEPLOY_PAGE)
 
 # Generated regions of mastercontrol.yaml.5: marker name -> (table, prefix of field names).
 GENERATED: dict[str, tuple[tuple[Setting, ...], str]] = {
