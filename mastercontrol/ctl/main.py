@@ -72,6 +72,8 @@ class Ctl:
         except DaemonUnreachable:
             pass
         argv = self.daemon_argv()
+        if args.accept_lost_state:
+            argv.append("--accept-lost-state")
         if not args.detach:
             os.execv(sys.executable, argv)
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,9 @@ class Ctl:
                 self.out(w["name"])
         else:
             self.out(render.workload_table(result["workloads"]))
+            degraded = result["daemon"].get("degraded")
+            if degraded:
+                self.out("\n" + render.degraded_block(degraded))
             problems = result["daemon"].get("config_problems") or []
             if problems:
                 self.out(f"\n{len(problems)} config problem(s); see 'mastercontrol-ctl validate'")
@@ -240,6 +245,20 @@ class Ctl:
         if any((self.paths.config_dir / f"{name}{ext}").is_file() for ext in (".yaml", ".yml")):
             return True
         return name in load_config_dir(self.paths.config_dir).workloads
+
+    def cmd_reset(self, args: argparse.Namespace) -> int:
+        if args.all == bool(args.name):
+            self.err("reset: name one workload, or --all")
+            return EXIT_USAGE
+        if args.all:
+            result = self.client.reset()
+            released = result.get("released") or []
+            self.out(f"lost state accepted; released: {', '.join(released) or 'none'}")
+            return EXIT_OK
+        result = self.client.reset(args.name)
+        pid = f" pid {result['pid']}" if result.get("pid") else ""
+        self.out(f"{args.name}: {result['state']}{pid} ({result['message']})")
+        return EXIT_OK
 
     def cmd_reload(self, args: argparse.Namespace) -> int:
         try:

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the daemon (foreground unless --detach)")
     up.add_argument("--detach", "-d", action="store_true", help="run it in the background")
+    up.add_argument(
+        "--accept-lost-state",
+        action="store_true",
+        help="the state database was lost: accept the one there is now (held counted "
+        "workloads start with its counts)",
+    )
     sub.add_parser("down", help="stop every workload and the daemon")
     lst = sub.add_parser("list", help="every workload and its state")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
@@ -142,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("validate", help="check every config file; exit 1 on any problem")
     rn = sub.add_parser("run", help="run a workload once in the foreground (no daemon needed)")
     rn.add_argument("name", metavar="NAME")
+    rs = sub.add_parser(
+        "reset",
+        help="start a workload's run count from 0 (releases it if held after a lost state DB)",
+    )
+    rs.add_argument("name", nargs="?", metavar="NAME")
+    rs.add_argument(
+        "--all", action="store_true", help="accept the lost state database for every workload"
+    )
     rl = sub.add_parser("reload", help="apply config changes (only what differs restarts)")
     rl.add_argument("--dry-run", action="store_true", help="show what would change")
     su = sub.add_parser(

@@ -68,6 +68,8 @@ def info_of(w: dict[str, Any], now: float) -> str:
 def _state_info(w: dict[str, Any], now: float) -> str:
     state = w["state"]
     last = w.get("last_exit") or {}
+    if w.get("held"):
+        return f"held: state database lost; 'reset {w['name']}' to run"
     if state in ("RUNNING", "STARTING", "STOPPING"):
         return f"uptime {duration(w.get('uptime_seconds'))}"
     if state == "SCHEDULED":
@@ -111,6 +113,7 @@ def status_block(w: dict[str, Any], now: float | None = None) -> str:
         ("name", w["name"]),
         ("type", f"{w['type']} ({w['run_mode']})"),
         ("state", w["state"] + (" (stopped by operator)" if w.get("operator_stopped") else "")),
+        *([("held", f"until 'mastercontrol-ctl reset {w['name']}'")] if w.get("held") else []),
         ("pid", str(w["pid"]) if w.get("pid") else "-"),
         ("uptime", duration(w.get("uptime_seconds"))),
         ("runs", f"{w['runs']}" + (f" of {w['max_runs']}" if w.get("max_runs") else "")),
@@ -139,6 +142,8 @@ def status_block(w: dict[str, Any], now: float | None = None) -> str:
         lines.append(("log", str(w["log_path"])))
     width = max(len(k) for k, _ in lines)
     out = [f"{k + ':':<{width + 1}} {v}" for k, v in lines]
+    if w.get("degraded"):
+        out[:0] = [degraded_block(w["degraded"]), ""]
     runs = w.get("recent_runs") or []
     if runs:
         out.append("")
@@ -156,3 +161,15 @@ def status_block(w: dict[str, Any], now: float | None = None) -> str:
         ]
         out.append(table(["RUN", "STARTED", "PID", "TOOK", "REASON", "RESULT"], rows))
     return "\n".join(out)
+
+
+def degraded_block(degraded: dict[str, Any]) -> str:
+    """What `list` and `status` say while the state database is lost (daemon/degraded.py)."""
+    held = degraded.get("held") or []
+    lines = [
+        f"DEGRADED: {degraded.get('reason', 'the state database was lost')}",
+        f"  held (counted workloads, not started): {', '.join(held) if held else 'none'}",
+        "  decide: 'mastercontrol-ctl reset NAME' starts NAME's count from 0; "
+        "'mastercontrol-ctl reset --all' (or 'up --accept-lost-state') accepts for all",
+    ]
+    return "\n".join(lines)

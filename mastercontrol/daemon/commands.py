@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mastercontrol.daemon.configpush import ConfigPush
+from mastercontrol.daemon.degraded import StateGuard
 from mastercontrol.daemon.monitor import Monitor
 from mastercontrol.daemon.supervisor import Supervisor
 from mastercontrol.daemon.views import workload_view
@@ -48,6 +49,9 @@ class Master(Protocol):
 
     @property
     def monitor(self) -> Monitor: ...
+
+    @property
+    def guard(self) -> StateGuard: ...
 
     @property
     def clock(self) -> Clock: ...
@@ -112,6 +116,7 @@ class Commands:
         view["log_path"] = str(self.master.log_dir / f"{name}.log")
         view["log_dropped_bytes"] = sup.log_dropped_bytes(name)
         view["health"] = self.master.monitor.health_view(name)
+        view["degraded"] = self.master.guard.view()
         return view
 
     def cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +135,16 @@ class Commands:
 
     def cmd_restart(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.master.supervisor.restart(_name(args))
+
+    def cmd_reset(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A workload's run count from 0 (`name`), or the lost state accepted (`all: true`)."""
+        every = args.get("all", False)
+        if not isinstance(every, bool):
+            raise IPCError(ErrorCode.BAD_REQUEST, "'all' must be true or false")
+        self._not_shutting_down()
+        if every:
+            return self.master.guard.accept_all()
+        return self.master.guard.reset(self.master.supervisor.get(_name(args)))
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         dry_run = args.get("dry_run", False)

@@ -101,6 +101,8 @@ class Lifecycle:
         self.workloads: dict[str, Workload] = {}
         self.ticks = Ticks(store, clock, timers, self.history, self.launch)
         self.shutting_down = False
+        # Whether a workload taken on must wait for the operator (daemon/degraded.py sets it).
+        self.hold: Callable[[WorkloadConfig], bool] = lambda cfg: False
 
     def timer_handlers(self) -> dict[TimerKind, TimerHandler]:
         """The per-workload timer kinds and their handlers, for the loop's one TimerTable."""
@@ -141,6 +143,10 @@ class Lifecycle:
         w.runs = self.store.runs_started(cfg.name)
         w.operator_stopped = cfg.name in stopped
         self._restore_outcomes(w)
+        w.held = self.hold(cfg)
+        if self.history.kept_fatal(w):
+            self._schedule_fatal_retry(w)
+            return w
         self.history.save(
             self.store.record_transition, cfg.name, None, S.STOPPED, "loaded", self.clock.wall()
         )
@@ -167,7 +173,7 @@ class Lifecycle:
     def activate(self, w: Workload, catch_up: bool = False) -> None:
         """Put an idle workload on its run mode's track (boot, reload, operator start of agents)."""
         cfg = w.cfg
-        if not cfg.enabled or w.operator_stopped or self.shutting_down:
+        if not cfg.enabled or w.operator_stopped or w.held or self.shutting_down:
             return
         if cfg.run_mode is not RunMode.SCHEDULE:
             self.launch(w, T.START)  # forever: start; n_times: next run or COMPLETED
@@ -181,6 +187,8 @@ class Lifecycle:
     def launch(self, w: Workload, trigger: Trigger) -> None:
         """Start one run: count it durably, then fork."""
         cfg = w.cfg
+        if w.held:
+            return  # the state database was lost: the operator decides (daemon/degraded.py)
         if cfg.run_mode is RunMode.N_TIMES and w.runs >= (cfg.max_runs or 0):
             if w.state is not S.COMPLETED:
                 self.history.transition(w, T.ALL_RUNS_DONE, f"{w.runs} of {cfg.max_runs} runs done")
@@ -194,7 +202,10 @@ class Lifecycle:
             w.runs += 1
             child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
         except (OSError, StoreError) as exc:
-            log.error("%s: cannot start a run: %s", w.name, exc)
+            if isinstance(exc, StoreError):
+                self.history.failed(f"{w.name}: cannot record a run, not started", exc)
+            else:
+                log.error("%s: cannot start a run: %s", w.name, exc)
             if w.run_id is not None:
                 self.history.save(
                     self.store.end_run, w.run_id, now_wall, None, None, R.SPAWN_FAILED, str(exc)
@@ -254,15 +265,21 @@ class Lifecycle:
         if quick and policy.exhausted(w.failures):
             # BACKOFF/EXITED/STOPPED -> FATAL
             self.history.transition(w, T.RETRIES_EXHAUSTED, f"{w.failures} quick failures in a row")
-            fatal_delay = policy.fatal_delay()
-            if fatal_delay is None:  # stays FATAL until an operator starts it
-                w.retry_wall = None
-                return
-            delay = fatal_delay
-        else:
-            delay = policy.delay(w.failures)
-            if w.state is not S.BACKOFF:
-                self.history.transition(w, T.WAIT_RETRY, f"next start in {delay:g}s")  # -> BACKOFF
+            self._schedule_fatal_retry(w)
+            return
+        delay = policy.delay(w.failures)
+        if w.state is not S.BACKOFF:
+            self.history.transition(w, T.WAIT_RETRY, f"next start in {delay:g}s")  # -> BACKOFF
+        w.retry_wall = self.clock.wall() + delay
+        self.timers.schedule(TimerKey(K.RETRY, w.name), self.clock.monotonic() + delay)
+
+    def _schedule_fatal_retry(self, w: Workload) -> None:
+        """FATAL: retry after fatal_retry_delay, or stay until an operator starts it (also for
+        a FATAL restored from the state database at start)."""
+        delay = Backoff.from_config(w.cfg).fatal_delay()
+        if delay is None:
+            w.retry_wall = None
+            return
         w.retry_wall = self.clock.wall() + delay
         self.timers.schedule(TimerKey(K.RETRY, w.name), self.clock.monotonic() + delay)
 

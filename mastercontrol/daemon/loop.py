@@ -28,6 +28,7 @@ from mastercontrol.config.model import ConfigSet, DaemonConfig, WorkloadConfig
 from mastercontrol.daemon.commands import Commands
 from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.control import ControlServer
+from mastercontrol.daemon.degraded import StateGuard
 from mastercontrol.daemon.events import EventSource
 from mastercontrol.daemon.lifecycle import Lifecycle, SignalSender, Spawner
 from mastercontrol.daemon.monitor import Monitor
@@ -39,6 +40,7 @@ from mastercontrol.engine.clock import JUMP_CHECK_INTERVAL, Clock, JumpWatch
 from mastercontrol.engine.timers import TimerHeap, TimerKey, TimerKind, TimerTable
 from mastercontrol.errors import IPCError, StoreError
 from mastercontrol.ipc.protocol import ErrorCode
+from mastercontrol.store.identity import LostState
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 K = TimerKind
 HOUSEKEEPING_INTERVAL = 30.0  # reap check, IPC idle expiry, history pruning
 PRUNE_CATCH_UP = 1.0  # next housekeeping while history pruning is behind (one chunk per pass)
+DB_CHECK_INTERVAL = 1.0  # a busy master looks for its state file at most this often (idle: 30 s)
 
 
 class MasterLoop:
@@ -62,6 +65,8 @@ class MasterLoop:
         send_signal: SignalSender = killpg,
         load_config: Callable[[Path], ConfigSet] = load_config_dir,
         store_dir: Path | None = None,
+        db_path: Path | None = None,
+        lost_state: LostState | None = None,
     ) -> None:
         store_dir = store_dir or log_dir
         self.config_dir = config_dir
@@ -81,6 +86,8 @@ class MasterLoop:
             store, clock, self.timers, self.outputs, spawner, send_signal, self.master_fds
         )
         self.supervisor = Supervisor(self.lifecycle)
+        self.guard = StateGuard(self.lifecycle, db_path or store_dir / "state.db", lost_state)
+        self._db_checked = clock.monotonic()
         self.monitor = Monitor(
             self.supervisor,
             clock,
@@ -187,7 +194,12 @@ class MasterLoop:
             with self.store.batch():  # one commit (one fsync) per wake
                 self._handle(ready)
         except StoreError as exc:
-            log.error("state database commit failed, supervision continues: %s", exc)
+            self.lifecycle.history.failed("state database commit failed", exc)
+        now = self.clock.monotonic()
+        if now - self._db_checked >= DB_CHECK_INTERVAL:
+            # Outside the wake's batch: a restore copies the committed database whole.
+            self._db_checked = now
+            self.guard.check_file(self.clock.wall())
         self.control.send_replies()  # only now: what a reply acknowledges is on disk
 
     def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
@@ -301,7 +313,7 @@ class MasterLoop:
                 self.clock.wall(), d.history_days * 86400.0, d.history_max_runs
             )
         except StoreError as exc:
-            log.warning("pruning the run history failed, trying again later: %s", exc)
+            self.lifecycle.history.failed("pruning the run history failed", exc)
             return False
         if pruned.runs or pruned.events:
             log.debug("pruned %d runs and %d events", pruned.runs, pruned.events)
@@ -376,7 +388,8 @@ class MasterLoop:
         for w in self.supervisor.workloads.values():
             counts[w.state.value] = counts.get(w.state.value, 0) + 1
         parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-        return f"{len(self.supervisor.workloads)} workloads" + (f": {parts}" if parts else "")
+        line = f"{len(self.supervisor.workloads)} workloads" + (f": {parts}" if parts else "")
+        return self.guard.status_prefix() + line
 
     def daemon_view(self) -> dict[str, Any]:
         return {
@@ -389,6 +402,7 @@ class MasterLoop:
             "workloads": len(self.supervisor.workloads),
             "status": self.status_line(),
             "config_problems": self.config_problems,
+            "degraded": self.guard.view(),
             "shutting_down": self.lifecycle.shutting_down,
             "time": self.clock.wall(),
             "wakeups": self.wakeups,

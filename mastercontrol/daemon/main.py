@@ -27,6 +27,7 @@ from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import SystemClock
 from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError
+from mastercontrol.store import identity
 from mastercontrol.store.open import open_store
 
 log = logging.getLogger("mastercontrol")
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_path_options(parser)
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="daemon log verbosity"
+    )
+    parser.add_argument(
+        "--accept-lost-state",
+        action="store_true",
+        help="the state database was lost (deleted, corrupt, replaced): accept the one there "
+        "is now, so held counted workloads start with the counts it has",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         held.append(lock)
     try:
         clock = SystemClock()
+        existed = paths.db_path.exists()
         try:
             store, note = open_store(paths.db_path, clock.wall())
         except (StoreError, OSError) as exc:
@@ -130,6 +138,16 @@ def main(argv: list[str] | None = None) -> int:
             return EX_CONFIG
         if note:
             log.error("%s", note)
+        try:
+            lost = identity.verify(store, paths.db_path, existed, note, clock.wall())
+            if lost is not None and args.accept_lost_state:
+                identity.accept(store, paths.db_path)
+                log.warning("lost state accepted (--accept-lost-state): %s", lost.reason)
+                lost = None
+        except StoreError as exc:
+            log.error("%s", exc)
+            store.close()
+            return EX_CONFIG
         try:
             loop = MasterLoop(
                 config_dir=paths.config_dir,
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 daemon_config=configs.daemon,
                 notifier=notifier,
                 store_dir=paths.db_path.parent,
+                db_path=paths.db_path,
+                lost_state=lost,
             )
         except (OSError, KeyError) as exc:  # KeyError: daemon.socket_group names no group
             log.error("cannot create the control socket %s: %s", paths.socket_path, exc)

@@ -71,6 +71,12 @@ class Supervisor:
             raise IPCError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
         if not w.cfg.enabled:
             raise IPCError(ErrorCode.DISABLED, f"{name} is disabled in its config (enabled: false)")
+        if w.held:
+            raise IPCError(
+                ErrorCode.HELD,
+                f"{name} is held: the state database was lost and its run count with it; "
+                f"'mastercontrol-ctl reset {name}' starts its count from 0",
+            )
         if w.operator_stopped:
             w.operator_stopped = False
             life.history.save(life.store.set_operator_stopped, name, False)

@@ -50,6 +50,7 @@ def workload_view(w: Workload, now_mono: float) -> dict[str, Any]:
         "last_failure_reason": w.last_failure,
         "last_reason": None if last is None else last.reason.value,
         "operator_stopped": w.operator_stopped,
+        "held": w.held,  # counted, waiting for `reset` after the state database was lost
         "enabled": cfg.enabled,
         "version": cfg.version,
         "tags": list(cfg.tags),

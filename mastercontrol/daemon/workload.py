@@ -52,6 +52,7 @@ class Workload:
     planner: TickPlanner | None = None
     next_tick_wall: float | None = None
     operator_stopped: bool = False
+    held: bool = False  # counted, and the state database was lost: waits for the operator
     skipped_ticks: int = 0
     metrics: dict[str, Any] | None = None
 

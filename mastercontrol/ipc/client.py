@@ -147,3 +147,11 @@ class MasterClient:
     def rollback_config(self) -> dict[str, Any]:
         """Restore the files the last put_config replaced and reload: `{"plan", ...}`."""
         return self._dict("rollback_config")
+
+    def reset(self, name: str | None = None) -> dict[str, Any]:
+        """Start `name`'s run count from 0 (releasing it if held after a lost state database):
+        `{"name", "state", "pid", "message"}`; without a name, accept the lost state for all:
+        `{"degraded": false, "released": [...]}`."""
+        if name is None:
+            return self._dict("reset", all=True)
+        return self._dict("reset", name=name)

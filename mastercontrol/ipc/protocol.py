@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     INVALID_CONFIG = "invalid_config"  # details: {"problems": [...]}
     NO_PREVIOUS_CONFIG = "no_previous_config"  # rollback_config with nothing saved
+    HELD = "held"  # a counted workload waits for `reset` after the state database was lost
     PERMISSION_DENIED = "permission_denied"  # the master may not write what was asked
     INTERNAL = "internal"  # a bug in a handler; logged with its traceback
     BAD_REPLY = "bad_reply"  # client side only: the reply could not be decoded
@@ -59,6 +60,7 @@ COMMANDS: tuple[str, ...] = (
     "put_config",
     "rollback_config",
     "signal",
+    "reset",
 )
 
 

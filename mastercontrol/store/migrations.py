@@ -22,10 +22,18 @@ workloads: one row per workload the daemon currently knows (deleted when it leav
                                       lets a script run more than max_runs times
     runs_total        INTEGER         runs begun since the row was created (all generations)
     last_tick         REAL            wall time of the last cron tick handled (run or skipped)
-    config_digest     TEXT            unused: no release writes it. Kept because dropping a
-                                      column needs a new schema version, which an older
-                                      release (fab rollback) would refuse to open
+    config_digest     TEXT            digest of the config the state was reached under
+                                      (written since version 3): FATAL is kept across a
+                                      daemon restart only while it matches
     updated_at        REAL NOT NULL   wall time of the last write to the row
+
+Version 3 adds:
+workloads.restarts INTEGER        automatic restarts (kept with FATAL across daemon restarts)
+meta: the database's own facts, one row per key (key TEXT PRIMARY KEY, value TEXT NOT NULL):
+    identity      random id written at creation; the marker `<db>.id` beside the file holds
+                  the id of the database the daemon last used (store/identity.py)
+    lost_reason   set in a database that replaced a lost one, until the operator accepts
+    accepted:NAME the operator accepted the lost count of NAME (`mastercontrol-ctl reset`)
 
 runs: one row per run, inserted before the fork (pid NULL until known).
     id INTEGER PRIMARY KEY, workload TEXT, generation INTEGER, pid INTEGER,
@@ -101,6 +109,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 1 -> 2: run durations by the monotonic clock (a wall-clock step made them negative)
     ("ALTER TABLE runs ADD COLUMN duration REAL",),
+    # 2 -> 3: the database's identity (a lost database is told from a first start) and the
+    # restart count kept with FATAL
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "ALTER TABLE workloads ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

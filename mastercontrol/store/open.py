@@ -145,3 +145,54 @@ def open_store(path: str | os.PathLike[str], now_wall: float) -> tuple[Store, st
         f"and started a fresh, empty one: run history, run counts and operator stops are lost"
     )
     return Store(Database(conn)), message
+
+
+def restore_in_place(store: Store, db_path: Path, problem: str, now_wall: float) -> str:
+    """The file at `db_path` was deleted or replaced while `store` has it open: write the open
+    database back to the path and switch `store` to it; returns a line for the daemon log.
+
+    Nothing is lost: the open connection still reads the deleted (or displaced) file, and
+    sqlite's online backup copies it whole — run counts, operator stops and history. A file
+    someone put in its place is moved aside first (`<db>.replaced-<UTC time>`). Raises
+    StoreError when the copy cannot be made (then the caller must assume the record is lost).
+    """
+    old = store.connection
+    tmp = db_path.with_name(f"{db_path.name}.restore")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{tmp}{suffix}").unlink()
+    try:
+        copy = open_file(tmp)
+        try:
+            old.backup(copy)
+        finally:
+            copy.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot copy the open state database back to disk: {exc}") from exc
+    # Closing the old connection checkpoints into the old inode and unlinks "<db>-wal" by name:
+    # done before anything new takes the path, so no stale WAL is ever replayed into the copy.
+    with contextlib.suppress(sqlite3.Error):
+        old.close()
+    aside = ""
+    if any(Path(f"{db_path}{s}").exists() for s in ("", "-wal", "-shm")):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_wall))
+        target = db_path.with_name(f"{db_path.name}.replaced-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{db_path}{suffix}")
+            if src.exists():
+                try:
+                    src.rename(f"{target}{suffix}")
+                except OSError as exc:
+                    raise StoreError(f"cannot move {src} aside: {exc}") from exc
+        aside = f"; the file found in its place was moved to {target}"
+    try:
+        os.replace(tmp, db_path)
+        conn = connect(db_path)
+        migrate(conn)
+    except (OSError, StoreError) as exc:
+        raise StoreError(f"cannot reopen the restored state database {db_path}: {exc}") from exc
+    store.use(Database(conn))
+    return (
+        f"state database {db_path} was {problem} while the daemon was running; wrote the "
+        f"open database back to it (run counts, operator stops and history kept){aside}"
+    )

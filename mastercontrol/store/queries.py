@@ -42,6 +42,8 @@ class WorkloadRow:
     runs_total: int  # runs begun since the row was created
     last_tick: float | None
     updated_at: float
+    restarts: int = 0  # automatic restarts, as of the last FATAL (schema 2)
+    config_digest: str | None = None  # digest of the config that state was reached under
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ _RUN_COLUMNS = (
 )
 _WORKLOAD_COLUMNS = (
     "name, state, pid, operator_stopped, run_generation, runs_started, runs_total, last_tick, "
-    "updated_at"
+    "updated_at, restarts, config_digest"
 )
+ACCEPTED_PREFIX = "accepted:"
 
 
 def _run(row: tuple[Any, ...]) -> RunRow:
@@ -73,19 +76,31 @@ def _run(row: tuple[Any, ...]) -> RunRow:
 
 
 def _workload(row: tuple[Any, ...]) -> WorkloadRow:
-    (name, state, pid, stopped, generation, started, total, tick, updated) = row
-    return WorkloadRow(name, state, pid, bool(stopped), generation, started, total, tick, updated)
+    (name, state, pid, stopped, generation, started, total, tick, updated, restarts, digest) = row
+    return WorkloadRow(
+        name, state, pid, bool(stopped), generation, started, total, tick, updated, restarts, digest
+    )
 
 
 class Store:
     """The daemon's handle on the state database (see `open_store` to get one)."""
 
     def __init__(self, db: Database, wall_clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._conn = db.conn  # for statements; transactions belong to self._db
         # Only for updated_at of writes whose caller passes no time (display only).
         self._wall_clock = wall_clock
+        self.use(db)
+
+    def use(self, db: Database) -> None:
+        """Work on `db` from now on (the file was restored under the same path while running:
+        every holder of this Store follows without being told)."""
+        self._db = db
+        self._conn = db.conn  # for statements; transactions belong to self._db
         self._pruner = Pruner(db)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for opening's checks and restoring (store/open.py) only."""
+        return self._conn
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -193,9 +208,49 @@ class Store:
     def set_last_tick(self, name: str, at: float) -> None:
         self._touch(name, "last_tick = ?", (at,), self._wall_clock())
 
+    def workload_row(self, name: str) -> WorkloadRow | None:
+        row = self._one(f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE name = ?", (name,))
+        return None if row is None else _workload(row)
+
     def workload_rows(self) -> dict[str, WorkloadRow]:
         rows = self._rows(f"SELECT {_WORKLOAD_COLUMNS} FROM workloads ORDER BY name")
         return {r[0]: _workload(r) for r in rows}
+
+    def keep_fatal(self, name: str, digest: str, restarts: int) -> None:
+        """Remember what a FATAL workload's state was reached under: its config's digest and
+        its restart count (the next daemon start keeps FATAL only while the digest matches)."""
+        self._touch(name, "config_digest = ?, restarts = ?", (digest, restarts), self._wall_clock())
+
+    # -- the database's own facts (meta, schema 2) -------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set `key` (None deletes it)."""
+        with self.transaction():
+            if value is None:
+                self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+    def accepted_names(self) -> set[str]:
+        """Workloads whose lost count the operator accepted (`reset NAME`)."""
+        rows = self._rows("SELECT key FROM meta WHERE key LIKE ?", (ACCEPTED_PREFIX + "%",))
+        return {str(r[0])[len(ACCEPTED_PREFIX) :] for r in rows}
+
+    def clear_lost(self) -> None:
+        """The operator accepted the loss as a whole: forget its reason and the names."""
+        with self.transaction():
+            self._conn.execute(
+                "DELETE FROM meta WHERE key = 'lost_reason' OR key LIKE ?",
+                (ACCEPTED_PREFIX + "%",),
+            )
 
     def forget_workload(self, name: str) -> None:
         """Delete the workload's row (it left the config); its runs and events stay."""

@@ -18,6 +18,7 @@ ALLOWED = {
     "prune": {"db"},
     "queries": {"db", "prune"},
     "open": {"db", "migrations", "queries"},
+    "identity": {"queries"},
 }
 
 
