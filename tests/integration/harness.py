@@ -80,14 +80,16 @@ class Daemon:
             str(self.log_dir),
         ]
 
-    def start(self, wait: bool = True, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, wait: bool = True, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         # A NOTIFY_SOCKET of whatever runs the tests must not reach the daemon; a test's may.
         full_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         full_env.update(env or {})
         self.stderr_path = self.root / f"daemon-{time.monotonic_ns()}.stderr"
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mastercontrol.daemon.main", *self.path_args()],
+                [sys.executable, "-m", "mastercontrol.daemon.main", *self.path_args(), *args],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=err,
