@@ -136,15 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         except (StoreError, OSError) as exc:
             log.error("cannot open state database %s: %s", paths.db_path, exc)
             return EX_CONFIG
-        if note:
-            log.error("%s", note)
+        # A note (a corrupt file moved aside) becomes the lost state's reason: the loop's
+        # StateGuard logs it, once, as the DEGRADED line.
         try:
             lost = identity.verify(store, paths.db_path, existed, note, clock.wall())
             if lost is not None and args.accept_lost_state:
                 identity.accept(store, paths.db_path)
-                log.warning("lost state accepted (--accept-lost-state): %s", lost.reason)
+                log.warning(
+                    "lost state accepted (--accept-lost-state): counted workloads go on with "
+                    "the counts the database has now"
+                )
                 lost = None
         except StoreError as exc:
+            if note:
+                log.error("%s", note)
             log.error("%s", exc)
             store.close()
             return EX_CONFIG

@@ -1,5 +1,7 @@
 """A state database that is garbage, truncated or damaged inside never keeps the daemon from
-starting: it is moved aside with one clear log line, and supervision starts from scratch."""
+starting: it is moved aside with one clear log line and a fresh one started; the daemon is
+degraded and holds counted scripts (their counts went with the old file) until the operator
+accepts, while services run."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.probes import integrity, run_rows
+from tests.faults.probes import integrity, ipc, run_rows
 from tests.integration.harness import Daemon, wait_for
 
 
@@ -32,7 +34,7 @@ def _damaged_pages(db: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [_garbage, _truncated, _damaged_pages], ids=lambda f: f.__name__)
-def test_damaged_state_db_is_moved_aside_and_workloads_run(
+def test_damaged_state_db_is_moved_aside_and_counted_scripts_are_held(
     daemon: Daemon, tmp_path: Path, damage: object
 ) -> None:
     marker = tmp_path / "runs.txt"
@@ -50,11 +52,19 @@ def test_damaged_state_db_is_moved_aside_and_workloads_run(
     damage(db)
 
     daemon.start()
-    # The history is gone with the old file, so the script runs its two runs again.
-    daemon.wait_state("batch", "COMPLETED")
+    # The count went with the old file: the COMPLETED script must not silently run again.
     daemon.wait_state("svc", "RUNNING")
+    degraded = ipc(daemon, "ping")["result"]["degraded"]
+    assert degraded["held"] == ["batch"] and "moved it to" in degraded["reason"], degraded
+    assert daemon.status("batch")["held"] is True
+    assert len(marker.read_text().split()) == 2
+    assert daemon.stop() == 0
+
+    # The operator accepts the fresh database: the script starts its count from 0.
+    daemon.ctl("up", "--detach", "--accept-lost-state")
+    daemon.wait_state("batch", "COMPLETED")
     assert len(marker.read_text().split()) == 4
-    assert len(run_rows(db)) == 3  # two fresh script runs and the service's
+    assert len(run_rows(db)) == 4  # two fresh script runs, the service in each start
     assert integrity(db) == ["ok"]
 
     log_text = (daemon.log_dir / "mastercontrold.log").read_text()
@@ -67,11 +77,12 @@ def test_damaged_state_db_is_moved_aside_and_workloads_run(
     assert aside.parent == db.parent
     assert aside.exists() and aside.stat().st_size in (original_size, original_size // 2 + 100)
 
-    # A second restart finds a healthy db: nothing more is moved aside.
-    assert daemon.stop() == 0
+    # A second restart finds a healthy db: nothing more is moved aside, nothing is held.
+    daemon.ctl("down")
     daemon.start()
     wait_for(lambda: daemon.status("svc")["state"] == "RUNNING", what="svc running again")
     log_text = (daemon.log_dir / "mastercontrold.log").read_text()
     assert sum("moved it to" in line for line in log_text.splitlines()) == 1
+    assert ipc(daemon, "ping")["result"]["degraded"] is None
     copies = [p for p in db.parent.glob("*.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
     assert copies == [aside]

@@ -80,6 +80,12 @@ def test_full_state_disk_keeps_services_up_and_pauses_counted_runs(
     # ...but every script run that happened is one the daemon could count durably.
     lines_while_full = len(marker.read_text().split())
     assert lines_while_full <= 4
+    # The failing database is reported at most once a minute (docs/operations.md), not once
+    # per wake and per retry.
+    log_text = (daemon.log_dir / "mastercontrold.log").read_text()
+    errors = [line for line in log_text.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, log_text
+    assert "state database" in errors[0] or "cannot record" in errors[0]
 
     filler.unlink()
     daemon.wait_state("batch", "COMPLETED", timeout=30)

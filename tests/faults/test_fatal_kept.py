@@ -1,0 +1,58 @@
+"""FATAL (and the restart count) survives a daemon restart: a crash-looping service is not
+tried again just because the daemon restarted, only once its config changed."""
+
+from __future__ import annotations
+
+import time
+
+from tests.faults.probes import run_rows
+from tests.integration.harness import Daemon
+
+
+def _crashy(daemon: Daemon, **extra: object) -> None:
+    daemon.workload(
+        "crashy",
+        "crash",
+        restart_delay=0.1,
+        restart_delay_max=0.2,
+        max_retries=2,
+        fatal_retry_delay=0,
+        start_seconds=1,
+        **extra,
+    )
+
+
+def _crashy_runs(daemon: Daemon) -> int:
+    return sum(1 for r in run_rows(daemon.db_path) if r[0] == "crashy")
+
+
+def test_fatal_service_stays_fatal_across_restart_until_its_config_changes(
+    daemon: Daemon,
+) -> None:
+    _crashy(daemon)
+    daemon.workload("svc", "sleep_forever")
+    daemon.start()
+    fatal = daemon.wait_state("crashy", "FATAL")
+    restarts = fatal["restarts"]
+    assert restarts == 2
+    assert daemon.stop() == 0
+    runs = _crashy_runs(daemon)
+    assert runs == 3
+
+    daemon.start()
+    daemon.wait_state("svc", "RUNNING")
+    time.sleep(1.0)  # time for a spawn that must not happen
+    st = daemon.status("crashy")
+    assert st["state"] == "FATAL" and st["pid"] is None
+    assert st["restarts"] == restarts
+    assert "FATAL kept across a daemon restart" in (
+        daemon.log_dir / "mastercontrold.log"
+    ).read_text()
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs
+
+    _crashy(daemon, env={"CHANGED": "1"})  # a changed config deserves a new try
+    daemon.start()
+    daemon.wait_state("crashy", "FATAL")
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs + 3
