@@ -42,12 +42,13 @@ def test_fatal_service_stays_fatal_across_restart_until_its_config_changes(
     daemon.start()
     daemon.wait_state("svc", "RUNNING")
     time.sleep(1.0)  # time for a spawn that must not happen
+    assert _crashy_runs(daemon) == runs  # not one try more
     st = daemon.status("crashy")
     assert st["state"] == "FATAL" and st["pid"] is None
     assert st["restarts"] == restarts
-    assert "FATAL kept across a daemon restart" in (
-        daemon.log_dir / "mastercontrold.log"
-    ).read_text()
+    assert (
+        "FATAL kept across a daemon restart" in (daemon.log_dir / "mastercontrold.log").read_text()
+    )
     assert daemon.stop() == 0
     assert _crashy_runs(daemon) == runs
 
