@@ -72,20 +72,20 @@ def _check_and_migrate(conn: sqlite3.Connection, db_path: Path) -> None:
     migrate(conn)
 
 
-def _aside_name(path: Path, now_wall: float) -> Path:
+def _aside_name(path: Path, now_wall: float, label: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_wall))
-    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
+    candidate = path.with_name(f"{path.name}.{label}-{stamp}")
     # Two corruptions in the same second must not overwrite the first evidence.
     for n in range(1, 1000):
         if not any(Path(f"{candidate}{s}").exists() for s in ("", "-wal", "-shm")):
             return candidate
-        candidate = path.with_name(f"{path.name}.corrupt-{stamp}.{n}")
-    raise StoreError(f"too many corrupt copies of {path} in {path.parent}; clean them up")
+        candidate = path.with_name(f"{path.name}.{label}-{stamp}.{n}")
+    raise StoreError(f"too many {label} copies of {path} in {path.parent}; clean them up")
 
 
-def _move_aside(path: Path, now_wall: float) -> tuple[Path, list[str]]:
+def _move_aside(path: Path, now_wall: float, label: str = "corrupt") -> tuple[Path, list[str]]:
     """Rename the database and its -wal/-shm files; returns the new name and what moved."""
-    target = _aside_name(path, now_wall)
+    target = _aside_name(path, now_wall, label)
     moved: list[str] = []
     # The copies keep sqlite's naming (<db>-wal), so opening the moved file for forensics
     # still finds its own WAL.
@@ -174,17 +174,17 @@ def restore_in_place(store: Store, db_path: Path, problem: str, now_wall: float)
     with contextlib.suppress(sqlite3.Error):
         old.close()
     aside = ""
-    if any(Path(f"{db_path}{s}").exists() for s in ("", "-wal", "-shm")):
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_wall))
-        target = db_path.with_name(f"{db_path.name}.replaced-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{db_path}{suffix}")
-            if src.exists():
-                try:
-                    src.rename(f"{target}{suffix}")
-                except OSError as exc:
-                    raise StoreError(f"cannot move {src} aside: {exc}") from exc
+    if db_path.exists():  # another file was put in its place: keep it, out of the way
+        target, _ = _move_aside(db_path, now_wall, "replaced")
         aside = f"; the file found in its place was moved to {target}"
+    else:
+        # The deleted file's own -wal/-shm, left by name: everything they held is in the copy,
+        # and a stale WAL must never be replayed into it.
+        for suffix in ("-wal", "-shm"):
+            try:
+                Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot remove the stale {db_path}{suffix}: {exc}") from exc
     try:
         os.replace(tmp, db_path)
         conn = connect(db_path)
