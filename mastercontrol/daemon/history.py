@@ -12,8 +12,10 @@ own modules only.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+
+# Not hashlib: it loads OpenSSL's libcrypto into the master (see config/internal.py).
+from _blake2 import blake2b
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,7 +35,7 @@ WARN_INTERVAL = 60.0  # seconds between two warnings about a failing database
 def config_digest(cfg: WorkloadConfig) -> str:
     """A stable digest of everything in the config that changes what runs (not its file's
     location): FATAL is kept across a daemon restart only while this is unchanged."""
-    return hashlib.blake2b(repr(cfg.comparable()).encode(), digest_size=16).hexdigest()
+    return blake2b(repr(cfg.comparable()).encode(), digest_size=16).hexdigest()
 
 
 class History:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,12 @@ class LostState:
 
     reason: str
     since: float
+
+
+def _new_identity() -> str:
+    # os.urandom, not `secrets`: that imports hmac and with it OpenSSL's libcrypto (+3.5 MiB
+    # in the master, see config/internal.py).
+    return os.urandom(16).hex()
 
 
 def marker_path(db_path: Path) -> Path:
@@ -87,7 +92,7 @@ def verify(
     marker = read_marker(db_path)
     identity = store.meta(IDENTITY)
     if identity is None:
-        identity = secrets.token_hex(16)
+        identity = _new_identity()
         store.set_meta(IDENTITY, identity)
         if note is not None:
             return _lost(store, note, now_wall)
@@ -130,7 +135,7 @@ def accept(store: Store, db_path: Path) -> None:
     """The operator accepts the database as it is: the marker names it, the loss is over."""
     identity = store.meta(IDENTITY)
     if identity is None:
-        identity = secrets.token_hex(16)
+        identity = _new_identity()
         store.set_meta(IDENTITY, identity)
     store.clear_lost()
     store.set_meta(LOST_AT, None)
