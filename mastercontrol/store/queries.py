@@ -42,7 +42,7 @@ class WorkloadRow:
     runs_total: int  # runs begun since the row was created
     last_tick: float | None
     updated_at: float
-    restarts: int = 0  # automatic restarts, as of the last FATAL (schema 2)
+    restarts: int = 0  # automatic restarts, as of the last FATAL (schema 3)
     config_digest: str | None = None  # digest of the config that state was reached under
 
 
@@ -221,7 +221,7 @@ class Store:
         its restart count (the next daemon start keeps FATAL only while the digest matches)."""
         self._touch(name, "config_digest = ?, restarts = ?", (digest, restarts), self._wall_clock())
 
-    # -- the database's own facts (meta, schema 2) -------------------------------------------
+    # -- the database's own facts (meta, schema 3) -------------------------------------------
 
     def meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
