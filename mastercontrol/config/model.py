@@ -121,6 +121,7 @@ class DaemonSettings:
     sample_interval: float = 10.0  # seconds between psutil samples of workloads and the system
     shutdown_timeout: float = 30.0  # upper bound for stopping everything on down/SIGTERM
     socket_group: str | None = None  # group owning the IPC socket (then mode 0660)
+    read_group: str | None = None  # group that may run the read-only IPC commands
     log_max_bytes: int = LOG_MAX_BYTES  # default for workloads and the daemon's own log
     log_backups: int = LOG_BACKUPS
     history_days: float = 30.0  # run and event history older than this is pruned

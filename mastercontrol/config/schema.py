@@ -210,7 +210,12 @@ DAEMON: tuple[Setting, ...] = _bound(model.DaemonSettings, (
     Setting("shutdown_timeout", NUMBER, MODEL, positive_number,
             "Upper bound in seconds for stopping everything on down or SIGTERM."),
     Setting("socket_group", STRING, None, name_pattern,
-            "Group that owns the control socket (mode 0660); default: root only (0600)."),
+            "Group that owns the control socket (mode 0660) and may run every command; "
+            "default: only root and the daemon's own user (0600)."),
+    Setting("read_group", STRING, None, name_pattern,
+            "Group whose members may run the read-only commands (ping, list, status, logs); "
+            "the socket is then mode 0666 and its directory traversable, and each client's "
+            "credentials (SO_PEERCRED) decide: anyone else gets permission_denied."),
     Setting("log_max_bytes", INTEGER, MODEL, log_bytes,
             "Default log size limit for workloads and the daemon's own log."),
     Setting("log_backups", INTEGER, MODEL, non_negative, "Default number of rotated logs kept."),

@@ -8,14 +8,16 @@ reply is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "mess
 The wire format (framing, limits, error codes) is mastercontrol.ipc.protocol's, shared with
 every client. An event source of the loop (`mastercontrol.daemon.events`): the listener and
 each connection are registrations, `on_ready` accepts, reads and writes; replies wait for
-`send_replies()`, which the loop calls after the wake's commit. Imports only the standard
-library, mastercontrol.ipc and `mastercontrol.daemon.events`.
+`send_replies()`, which the loop calls after the wake's commit. Every accepted connection's peer
+is identified once (SO_PEERCRED, `mastercontrol.daemon.peers`) and each request is checked
+against the access its command needs (`COMMAND_ACCESS`) before it is dispatched: a refused one
+is answered `permission_denied` and logged (at most one line a minute). Imports only the
+standard library, mastercontrol.ipc and the daemon's `events` and `peers`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
 import socket
@@ -25,14 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from mastercontrol.daemon.events import READ, WRITE, Registration
+from mastercontrol.daemon.peers import AccessPolicy, Peer, peer_of
 from mastercontrol.errors import IPCError
-from mastercontrol.ipc.protocol import MAX_REQUEST_BYTES, ErrorCode, decode_request, encode_reply
+from mastercontrol.ipc.protocol import (
+    COMMAND_ACCESS,
+    MAX_REQUEST_BYTES,
+    Access,
+    ErrorCode,
+    decode_request,
+    encode_reply,
+)
 
 log = logging.getLogger("mastercontrol.control")
 
 MAX_REPLY_BACKLOG = 16 * 1024 * 1024  # unread replies before a client is dropped
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 60.0  # seconds a connection may sit with a half-sent request or unread reply
+REFUSAL_LOG_INTERVAL = 60.0  # at most one log line this often about refused peers
 
 Dispatch = Callable[[str, dict[str, Any]], Any]
 
@@ -41,6 +52,8 @@ Dispatch = Callable[[str, dict[str, Any]], Any]
 class Connection:
     sock: socket.socket
     last_active: float
+    peer: Peer | None = None
+    access: Access = Access.NONE
     inbuf: bytearray = field(default_factory=bytearray)
     outbuf: bytearray = field(default_factory=bytearray)
     closing: bool = False  # close once outbuf is sent
@@ -53,10 +66,22 @@ class Connection:
 class ControlServer:
     """Listening socket plus connections; an event source of the loop."""
 
-    def __init__(self, path: Path, dispatch: Dispatch, group: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        dispatch: Dispatch,
+        group: str | None = None,
+        read_group: str | None = None,
+    ) -> None:
+        """`group` is daemon.socket_group, `read_group` daemon.read_group; KeyError when one
+        names no group."""
         self.path = path
         self.dispatch = dispatch
+        self.policy = AccessPolicy.from_names(group, read_group)
         self.conns: dict[int, Connection] = {}
+        self.refused = 0  # requests refused for the peer's credentials
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = float("-inf")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket() or path.exists():
             # Only a dead daemon's socket can be here: the caller holds the daemon lock.
@@ -68,11 +93,11 @@ class ControlServer:
             self.listener.bind(os.fspath(path))
         finally:
             os.umask(old_umask)
-        if group:
-            os.chown(path, -1, grp.getgrnam(group).gr_gid)
-            os.chmod(path, 0o660)
-        else:
-            os.chmod(path, 0o600)
+        # The mode lets in who may connect; the peer check decides what each may do. With a
+        # read_group every local user may connect (a refused one gets permission_denied).
+        if self.policy.full is not None:
+            os.chown(path, -1, self.policy.full.gid)
+        os.chmod(path, socket_mode(self.policy))
         self.listener.listen(32)
 
     def registrations(self) -> dict[int, Registration]:
@@ -109,7 +134,8 @@ class ControlServer:
                 log.warning("cannot accept IPC connection: %s", exc)
                 return
             sock.setblocking(False)
-            conn = Connection(sock, now)
+            peer = peer_of(sock)
+            conn = Connection(sock, now, peer, self.policy.access(peer))
             if len(self.conns) >= MAX_CONNECTIONS and not self._evict_idle():
                 err = IPCError(ErrorCode.BUSY, f"too many connections (max {MAX_CONNECTIONS})")
                 conn.outbuf += encode_reply(error=err)
@@ -146,7 +172,7 @@ class ControlServer:
             return
         conn.last_active = now
         conn.inbuf += data
-        self._handle_lines(conn)
+        self._handle_lines(conn, now)
         if len(conn.inbuf) > MAX_REQUEST_BYTES:
             self._refuse_too_large(conn)
         # Replies are not sent here: the loop calls send_replies() once the wake's state
@@ -157,7 +183,7 @@ class ControlServer:
         for fd in [fd for fd, c in self.conns.items() if c.outbuf or c.closing]:
             self._flush(fd)
 
-    def _handle_lines(self, conn: Connection) -> None:
+    def _handle_lines(self, conn: Connection, now: float) -> None:
         while not conn.closing:
             end = conn.inbuf.find(b"\n")
             if end < 0:
@@ -169,7 +195,7 @@ class ControlServer:
             del conn.inbuf[: end + 1]
             if not line.strip():
                 continue
-            conn.outbuf += self._answer(line)
+            conn.outbuf += self._answer(conn, line, now)
 
     def _refuse_too_large(self, conn: Connection) -> None:
         err = IPCError(ErrorCode.TOO_LARGE, f"request exceeds {MAX_REQUEST_BYTES} bytes")
@@ -177,15 +203,36 @@ class ControlServer:
         conn.outbuf += encode_reply(error=err)
         conn.closing = True
 
-    def _answer(self, line: bytes) -> bytes:
+    def _answer(self, conn: Connection, line: bytes, now: float) -> bytes:
         try:
             cmd, args = decode_request(line)
+            self._authorize(conn, cmd, now)
             return encode_reply(self.dispatch(cmd, args))
         except IPCError as exc:
             return encode_reply(error=exc)
         except Exception as exc:  # a bug in a handler must not take the master down
             log.exception("IPC command failed")
             return encode_reply(error=IPCError(ErrorCode.INTERNAL, f"internal error: {exc}"))
+
+    def _authorize(self, conn: Connection, cmd: str, now: float) -> None:
+        """IPCError permission_denied unless the peer may run `cmd` (an unknown one needs only
+        some access: it is then unknown_command)."""
+        if conn.access >= COMMAND_ACCESS.get(cmd, Access.READ):
+            return
+        who = conn.peer.describe() if conn.peer else "a peer without credentials"
+        if conn.access is Access.READ:
+            what = f"{who} has read-only access (daemon.read_group) and may not run {cmd!r}"
+        else:
+            what = f"{who} may not use this daemon"
+        message = f"permission denied: {what}; every command: {self.policy.allowed()}"
+        self.refused += 1
+        self._refusals_unlogged += 1
+        if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+            more = self._refusals_unlogged - 1
+            log.warning("IPC %s%s", message, f" ({more} more refused since)" if more else "")
+            self._refusals_unlogged = 0
+            self._refusal_logged_at = now
+        raise IPCError(ErrorCode.PERMISSION_DENIED, message)
 
     def on_writable(self, fd: int) -> None:
         self._flush(fd)
@@ -227,3 +274,10 @@ class ControlServer:
         self.listener.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def socket_mode(policy: AccessPolicy) -> int:
+    """0600; 0660 with a socket_group; 0666 with a read_group (the peer check gates it)."""
+    if policy.read is not None:
+        return 0o666
+    return 0o660 if policy.full is not None else 0o600

@@ -2,8 +2,9 @@
 
 Before anything is opened: the socket, state and log directories are created private (0700;
 0750 and group-owned by `daemon.socket_group` when one is configured, the log dir setgid so its
-files take that group too), and a state or log directory that anyone may write into is refused
-(a local user could plant symlinks or swap files there). The daemon's umask becomes 077 (027
+files take that group too; the socket dir also o+x with a `daemon.read_group`), and a state or
+log directory that anyone may write into is refused (a local user could plant symlinks or swap
+files there). The daemon's umask becomes 077 (027
 with a group), so the state DB, its WAL, the daemon log and workload logs are 0600 (0640);
 workload children get back `child.spawn.WORKLOAD_UMASK` (022) in their bootstrap. Existing
 directories keep the mode their owner gave them. Stdlib only.
@@ -25,22 +26,27 @@ def daemon_umask(group: str | None) -> int:
     return 0o027 if group else 0o077
 
 
-def group_id(group: str | None) -> int | None:
+def group_id(group: str | None, setting: str = "daemon.socket_group") -> int | None:
     """The gid of `group`; UnsafeDirectory when no such group exists."""
     if not group:
         return None
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise UnsafeDirectory(f"daemon.socket_group {group!r} names no group") from None
+        raise UnsafeDirectory(f"{setting} {group!r} names no group") from None
 
 
-def prepare(path: Path, what: str, gid: int | None, setgid: bool = False) -> None:
+def prepare(
+    path: Path, what: str, gid: int | None, setgid: bool = False, traversable: bool = False
+) -> None:
     """Create `path` (and missing parents) private, or check an existing one is not
-    world-writable. Raises UnsafeDirectory or OSError."""
+    world-writable. `traversable` adds o+x (not o+r): the socket dir with a daemon.read_group,
+    whose members must reach the socket. Raises UnsafeDirectory or OSError."""
     if not path.exists():
         path.mkdir(parents=True, exist_ok=True)
         mode = 0o750 if gid is not None else 0o700
+        if traversable:
+            mode |= 0o001
         if gid is not None:
             os.chown(path, -1, gid)
             if setgid:

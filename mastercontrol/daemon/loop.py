@@ -99,7 +99,10 @@ class MasterLoop:
         config_push = ConfigPush(config_dir, self.state_dir, load_config)
         self.commands = Commands(self, config_push)
         self.control = ControlServer(
-            socket_path, self.commands.dispatch, daemon_config.daemon.socket_group
+            socket_path,
+            self.commands.dispatch,
+            daemon_config.daemon.socket_group,
+            daemon_config.daemon.read_group,
         )
         self.timer_table = TimerTable(
             {

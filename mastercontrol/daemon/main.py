@@ -89,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(dirs.daemon_umask(settings.socket_group))
     try:
         gid = dirs.group_id(settings.socket_group)
+        dirs.group_id(settings.read_group, "daemon.read_group")
         try:
             dirs.prepare(paths.log_dir, "log dir", gid, setgid=True)
         except OSError:
             pass  # an unusable log dir does not stop supervision: setup_logging says so
         dirs.prepare(paths.db_path.parent, "state dir", gid)
-        dirs.prepare(paths.socket_path.parent, "socket dir", gid)
+        dirs.prepare(
+            paths.socket_path.parent, "socket dir", gid, traversable=bool(settings.read_group)
+        )
     except (dirs.UnsafeDirectory, OSError) as exc:
         print(f"mastercontrold: {exc}", file=sys.stderr)
         return EX_CONFIG

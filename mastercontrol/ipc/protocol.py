@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from mastercontrol.errors import IPCError
@@ -40,28 +40,40 @@ class ErrorCode(StrEnum):
     INVALID_CONFIG = "invalid_config"  # details: {"problems": [...]}
     NO_PREVIOUS_CONFIG = "no_previous_config"  # rollback_config with nothing saved
     HELD = "held"  # a counted workload waits for `reset` after the state database was lost
-    PERMISSION_DENIED = "permission_denied"  # the master may not write what was asked
+    # the peer (SO_PEERCRED) may not run this command, or the master may not write what was asked
+    PERMISSION_DENIED = "permission_denied"
     INTERNAL = "internal"  # a bug in a handler; logged with its traceback
     BAD_REPLY = "bad_reply"  # client side only: the reply could not be decoded
 
 
-# The commands the master serves (daemon/commands.py dispatches exactly these; the
-# MasterClient façade has one method per command — tests/unit/test_ipc_commands.py).
-COMMANDS: tuple[str, ...] = (
-    "ping",
-    "list",
-    "status",
-    "start",
-    "stop",
-    "restart",
-    "reload",
-    "down",
-    "logs",
-    "put_config",
-    "rollback_config",
-    "signal",
-    "reset",
-)
+class Access(IntEnum):
+    """What a peer of the socket may do; a command needs at least its level (COMMAND_ACCESS)."""
+
+    NONE = 0  # nothing: every request is permission_denied
+    READ = 1  # the read-only commands (`daemon.read_group`)
+    FULL = 2  # every command: root, the daemon's own uid, `daemon.socket_group`
+
+
+# Every command the master serves, with the access it needs: read-only commands change
+# nothing and reveal only what `list`, `status` and `logs` show. daemon/commands.py dispatches
+# exactly these; the MasterClient façade has one method per command
+# (tests/unit/test_ipc_commands.py). A new command must be classified here to exist at all.
+COMMAND_ACCESS: dict[str, Access] = {
+    "ping": Access.READ,
+    "list": Access.READ,
+    "status": Access.READ,
+    "start": Access.FULL,
+    "stop": Access.FULL,
+    "restart": Access.FULL,
+    "reload": Access.FULL,  # even a dry run reads the config dir, which may hold tokens
+    "down": Access.FULL,
+    "logs": Access.READ,
+    "put_config": Access.FULL,
+    "rollback_config": Access.FULL,
+    "signal": Access.FULL,
+    "reset": Access.FULL,
+}
+COMMANDS: tuple[str, ...] = tuple(COMMAND_ACCESS)
 
 
 def parse_signal(value: object) -> signal.Signals:
