@@ -259,8 +259,17 @@ class ControlServer:
     def expire(self, now: float) -> None:
         """Drop connections idle for too long with a half-sent request or unread replies."""
         for fd, conn in list(self.conns.items()):
-            if (conn.inbuf or conn.outbuf) and now - conn.last_active > IDLE_TIMEOUT:
+            if (conn.inbuf or conn.outbuf) and now - conn.last_active >= IDLE_TIMEOUT:
                 self._close(fd)
+
+    def next_expiry(self) -> float | None:
+        """When the first connection with something in flight reaches IDLE_TIMEOUT (the loop
+        keeps a timer at that deadline, so eviction is on time, not at the next housekeeping
+        pass); None when no connection has anything in flight."""
+        deadlines = [
+            c.last_active + IDLE_TIMEOUT for c in self.conns.values() if c.inbuf or c.outbuf
+        ]
+        return min(deadlines, default=None)
 
     def _close(self, fd: int) -> None:
         conn = self.conns.pop(fd, None)

@@ -46,7 +46,7 @@ from mastercontrol.store.queries import Store
 log = logging.getLogger(__name__)
 
 K = TimerKind
-HOUSEKEEPING_INTERVAL = 30.0  # reap check, IPC idle expiry, history pruning
+HOUSEKEEPING_INTERVAL = 30.0  # reap check, history pruning
 PRUNE_CATCH_UP = 1.0  # next housekeeping while history pruning is behind (one chunk per pass)
 DB_CHECK_INTERVAL = 1.0  # a busy master looks for its state file at most this often (idle: 30 s)
 
@@ -111,6 +111,7 @@ class MasterLoop:
                 K.SAMPLE: self._on_sample,
                 K.WATCHDOG: self._on_watchdog,
                 K.HOUSEKEEPING: self._on_housekeeping,
+                K.IPC_IDLE: self._on_ipc_idle,
                 K.SHUTDOWN: self._on_shutdown_deadline,
             }
         )
@@ -232,6 +233,7 @@ class MasterLoop:
             self.lifecycle.clock_stepped(step)  # before the timers: they may be re-armed
         for timer in self.timers.pop_due(self.clock.monotonic()):
             self.timer_table.dispatch(timer)
+        self._plan_ipc_expiry()
         self.monitor.sync_checks()
         if self.lifecycle.shutting_down:
             self._check_shutdown_done()
@@ -285,12 +287,23 @@ class MasterLoop:
     def _on_housekeeping(self, _: str) -> None:
         now = self.clock.monotonic()
         self.lifecycle.reap_all()  # a lost SIGCHLD can delay an exit, never hide it
-        self.control.expire(now)
         if self.notifier.enabled:
             self.notifier.status(self.status_line())  # `systemctl status` stays current
         behind = self._prune_history()
         wait = PRUNE_CATCH_UP if behind else HOUSEKEEPING_INTERVAL
         self.timers.schedule(TimerKey(K.HOUSEKEEPING), now + wait)
+
+    def _on_ipc_idle(self, _: str) -> None:
+        self.control.expire(self.clock.monotonic())
+
+    def _plan_ipc_expiry(self) -> None:
+        """Keep the IPC_IDLE timer at the control server's next idle deadline (or none)."""
+        key = TimerKey(K.IPC_IDLE)
+        deadline = self.control.next_expiry()
+        if deadline is None:
+            self.timers.cancel(key)
+        elif self.timers.deadline(key) != deadline:
+            self.timers.schedule(key, deadline)
 
     def _on_watchdog(self, _: str) -> None:
         self.notifier.watchdog()

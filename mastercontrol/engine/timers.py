@@ -28,7 +28,8 @@ class TimerKind(StrEnum):
     HEALTH = "health"  # the next health probe, or a probe in flight to poll or give up on
     SAMPLE = "sample"  # metrics and max_rss_mb
     WATCHDOG = "watchdog"  # sd_notify WATCHDOG=1
-    HOUSEKEEPING = "housekeeping"  # reap check, idle IPC connections
+    HOUSEKEEPING = "housekeeping"  # reap check, history pruning
+    IPC_IDLE = "ipc_idle"  # the first IPC connection to reach its idle timeout
     SHUTDOWN = "shutdown"  # the shutdown deadline: kill what is left
 
 

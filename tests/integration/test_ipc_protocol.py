@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from mastercontrol.daemon.control import IDLE_TIMEOUT
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
 from mastercontrol.ipc.protocol import ErrorCode
@@ -79,3 +80,25 @@ def test_every_facade_method_round_trips_with_a_real_daemon(daemon: Daemon) -> N
     assert daemon.proc is not None and daemon.proc.wait(30) == 0
     with pytest.raises(DaemonUnreachable):
         client.ping()
+
+
+def test_a_stalled_client_is_dropped_after_the_documented_idle_timeout(daemon: Daemon) -> None:
+    """Docs: a connection with a half-sent request is dropped after 60 s idle. It took up to
+    90 s: the check ran only in the 30 s housekeeping pass, not at the connection's deadline."""
+    daemon.start()
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled,
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as quiet,
+    ):
+        stalled.connect(str(daemon.socket_path))
+        quiet.connect(str(daemon.socket_path))  # nothing in flight: may stay
+        stalled.sendall(b'{"cmd": "li')
+        stalled.settimeout(IDLE_TIMEOUT + 10)  # the bounded wait: documented + slack
+        try:
+            assert stalled.recv(100) == b""
+        except TimeoutError:
+            pytest.fail(f"not dropped within {IDLE_TIMEOUT + 10:.0f}s of going idle")
+        quiet.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            quiet.recv(100)
+    assert daemon.ctl("list").returncode == 0
