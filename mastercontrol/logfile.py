@@ -4,8 +4,13 @@ The master owns one `LogWriter` per workload and feeds it whatever it read from 
 pipe. Disk use is bounded by (backups + 1) * max_bytes (plus at most one line per file) and
 memory by `max_line`, whatever the workload prints. No error of the file system ever reaches
 the caller: data that cannot be written is counted in `dropped_bytes` and the writer tries the
-file again after `retry_interval` seconds; supervision never stops for a log. Writes go to a
-regular file, so they do not block on a reader. `read_tail` reads the same files back.
+file again after `retry_interval` seconds; supervision never stops for a log. A log dir (or
+file) deleted under an open writer is noticed at the first write `check_interval` after the
+last check (the open file has no link left), recreated, and what was written since that check
+is counted as dropped. Each incident (a failure after a success) is reported once through
+`report`, and its end (the first write that works again) once more: a full disk or a deleted
+dir costs two log lines, not one per write. Writes go to a regular file, so they do not block
+on a reader. `read_tail` reads the same files back.
 
 Both sides of the file format live here, at the top of the package beside errors.py rather than
 in daemon/: the master writes the files (daemon/output.py) and `mastercontrol-ctl logs` reads
@@ -22,6 +27,7 @@ the writer.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,8 +36,11 @@ from pathlib import Path
 
 MAX_LINE = 64 * 1024  # longest line held back waiting for its newline; longer ones are cut
 RETRY_INTERVAL = 5.0  # seconds between attempts to reopen a file that failed
+CHECK_INTERVAL = 1.0  # seconds between checks that the open file still has a name (one fstat)
 _TAIL_BLOCK = 8192
 _MAX_BACKUPS_READ = 1000  # read_tail never walks further back than this many rotated files
+
+Report = Callable[[int, str], None]  # (logging level, message): once per incident and recovery
 
 
 class LogWriter:
@@ -46,6 +55,8 @@ class LogWriter:
         monotonic: Callable[[], float] = time.monotonic,
         max_line: int = MAX_LINE,
         retry_interval: float = RETRY_INTERVAL,
+        report: Report | None = None,
+        check_interval: float = CHECK_INTERVAL,
     ) -> None:
         if max_bytes <= 0 or backups < 0 or max_line <= 0:
             raise ValueError("max_bytes and max_line must be positive, backups >= 0")
@@ -60,9 +71,15 @@ class LogWriter:
         self._fd: int | None = None  # opened lazily, kept open between feeds
         self._size = 0  # bytes in the current file
         self._retry_at = float("-inf")
+        self._check_at = float("-inf")
+        self.check_interval = check_interval
+        self._unchecked = 0  # payload written since the file was last seen linked
+        self._report = report
+        self._trouble: str | None = None  # the incident in progress (its first error), if any
         # Counters of workload output bytes; a line's newline and timestamp are not counted.
         self.written_bytes = 0
         self.dropped_bytes = 0
+        self.incidents = 0  # failures after a success: a full disk, a deleted dir...
         self.last_error: str | None = None
 
     def feed(self, data: bytes) -> None:
@@ -95,6 +112,10 @@ class LogWriter:
         self.flush_partial()
         self._close_fd()
 
+    def usable(self) -> bool:
+        """Open the file now if it is not open; False (see last_error) if that fails."""
+        return self._fd is not None or self._open()
+
     @property
     def held_bytes(self) -> int:
         """Bytes of an unfinished line waiting for its newline (never more than max_line)."""
@@ -110,6 +131,8 @@ class LogWriter:
         prefix = stamp.encode("ascii") + b" "
         batch: list[bytes] = []
         batch_size = batch_payload = 0
+        if self._fd is not None:
+            self._check_linked()
         for i, line in enumerate(lines):
             record = prefix + line + b"\n"
             if self._fd is None and not self._open():
@@ -144,7 +167,37 @@ class LogWriter:
             self._fail(exc)
             return False
         self.written_bytes += payload
+        self._unchecked += payload
+        if self._trouble is not None:  # the incident is over once a write succeeds again
+            self._trouble = None
+            self._say(
+                logging.INFO,
+                f"writing {self.path} again ({self.dropped_bytes} bytes of output dropped "
+                "in all so far)",
+            )
         return True
+
+    def _check_linked(self) -> None:
+        """At most every CHECK_INTERVAL: is the open file still in the log dir? A deleted file
+        (or dir) takes writes without an error, into nothing anyone can read."""
+        now = self._monotonic()
+        if self._fd is None or (self.check_interval and now < self._check_at):
+            return
+        self._check_at = now + self.check_interval
+        try:
+            linked = os.fstat(self._fd).st_nlink > 0
+        except OSError:
+            linked = False
+        if not linked:
+            lost, self._unchecked = self._unchecked, 0
+            self.written_bytes -= lost
+            self.dropped_bytes += lost
+            self._close_fd()
+            self._incident(
+                f"{self.path} was deleted (or its directory); up to {lost} bytes "
+                "written since were lost; recreating it"
+            )
+        self._unchecked = 0
 
     def _drop(self, lines: list[bytes]) -> None:
         self.dropped_bytes += sum(len(line) for line in lines)
@@ -166,6 +219,7 @@ class LogWriter:
             self._fail(exc)
             return False
         self._fd = fd
+        self._unchecked = 0
         self.last_error = None
         return True
 
@@ -193,6 +247,22 @@ class LogWriter:
         self._close_fd()
         self.last_error = f"{self.path}: {exc.strerror or exc}"
         self._retry_at = self._monotonic() + self.retry_interval
+        self._incident(
+            f"cannot write {self.last_error}; output is dropped and counted until "
+            f"it can be written again (tried every {self.retry_interval:g} s)"
+        )
+
+    def _incident(self, message: str) -> None:
+        """Report the start of an incident once; later failures of the same one are silent."""
+        if self._trouble is not None:
+            return
+        self._trouble = message  # set first: a report that writes into this writer stays quiet
+        self.incidents += 1
+        self._say(logging.WARNING, message)
+
+    def _say(self, level: int, message: str) -> None:
+        if self._report is not None:
+            self._report(level, message)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -201,6 +271,34 @@ class LogWriter:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class LogWriterHandler(logging.Handler):
+    """The daemon's own log (mastercontrold.log) through a LogWriter: the same timestamps,
+    rotation, O_NOFOLLOW, recreation of a deleted log dir and drop counting as the workload
+    logs. The writer's reports about its own file are logged after the record that caused them
+    (never from inside the writer), so they reach this file too once it can be written."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        self._pending: list[tuple[int, str]] = []
+        writer._report = lambda level, message: self._pending.append((level, message))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.writer.feed(line.encode("utf-8", "replace") + b"\n")
+        pending, self._pending = self._pending, []
+        for level, message in pending:
+            logging.getLogger("mastercontrol.logfile").log(level, "%s", message)
+
+    def close(self) -> None:
+        self.writer.close()
+        super().close()
 
 
 class SymlinkRefused(OSError):

@@ -110,6 +110,13 @@ def workload_families(
         each("restarts"),
     )
     out.family(
+        "mastercontrol_workload_log_dropped_bytes_total",
+        "counter",
+        "Output bytes the workload wrote that its log could not keep (a full disk, a deleted "
+        "log dir), since the daemon started.",
+        each("log_dropped_bytes"),
+    )
+    out.family(
         "mastercontrol_workload_runs_total",
         "counter",
         "Runs started (counted durably).",

@@ -77,8 +77,13 @@ class Ctl:
         if not args.detach:
             os.execv(sys.executable, argv)
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        # One log: the detached daemon logs to mastercontrold.log only (rotated). Its stderr
+        # file, emptied at each start, keeps what comes before logging is set up (a bad
+        # config dir, a startup traceback), so it stays small.
+        argv.append("--no-stderr-log")
         errlog = self.paths.log_dir / "mastercontrold.stderr"
-        with open(errlog, "ab") as err, open(os.devnull, "rb") as devnull:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(errlog, flags, 0o600), "wb") as err, open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(
                 argv, stdin=devnull, stdout=err, stderr=err, start_new_session=True
             )

@@ -87,7 +87,12 @@ class Commands:
     def _views(self) -> list[dict[str, Any]]:
         sup = self.master.supervisor
         now_mono = self.master.clock.monotonic()
-        return [workload_view(sup.workloads[n], now_mono) for n in sorted(sup.workloads)]
+        views = []
+        for name in sorted(sup.workloads):
+            view = workload_view(sup.workloads[name], now_mono)
+            view["log_dropped_bytes"] = sup.log_dropped_bytes(name)
+            views.append(view)
+        return views
 
     def cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.master.daemon_view()
@@ -114,7 +119,7 @@ class Commands:
         view = workload_view(w, self.master.clock.monotonic())
         view["recent_runs"] = [asdict(r) for r in sup.recent_runs(name, limit=10)]
         view["log_path"] = str(self.master.log_dir / f"{name}.log")
-        view["log_dropped_bytes"] = sup.log_dropped_bytes(name)
+        view["log_dropped_bytes"] = sup.log_dropped_bytes(name)  # also in list (_views)
         view["health"] = self.master.monitor.health_view(name)
         view["degraded"] = self.master.guard.view()
         return view

@@ -1,8 +1,9 @@
 """The daemon's own directories and the mode of everything it creates in them.
 
 Before anything is opened: the socket, state and log directories are created private (0700;
-0750 and group-owned by `daemon.socket_group` when one is configured, the log dir setgid so its
-files take that group too; the socket dir also o+x with a `daemon.read_group`), and a state or
+0750 and group-owned by `daemon.socket_group` when one is configured, the log and state dirs
+setgid so their files (the DB, its WAL, the logs) take that group too; the socket dir also o+x
+with a `daemon.read_group`), and a state or
 log directory that anyone may write into is refused (a local user could plant symlinks or swap
 files there). The daemon's umask becomes 077 (027
 with a group), so the state DB, its WAL, the daemon log and workload logs are 0600 (0640);

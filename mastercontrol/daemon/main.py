@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import SystemClock
 from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError
+from mastercontrol.logfile import LogWriter, LogWriterHandler
 from mastercontrol.store import identity
 from mastercontrol.store.open import open_store
 
@@ -52,26 +52,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="the state database was lost (deleted, corrupt, replaced): accept the one there "
         "is now, so held counted workloads start with the counts it has",
     )
+    parser.add_argument(
+        "--no-stderr-log",
+        action="store_true",
+        help="log to the daemon log only, not also to stderr (mastercontrol-ctl up --detach)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
-def setup_logging(log_dir: Path, level: str, max_bytes: int, backups: int) -> None:
+def setup_logging(
+    log_dir: Path, level: str, max_bytes: int, backups: int, to_stderr: bool = True
+) -> None:
+    """The daemon log (rotated like a workload's, see logfile.LogWriter), and a copy of every
+    line on stderr (the journal under systemd) unless `to_stderr` is false. When the daemon
+    log cannot be opened now, stderr gets the lines whatever `to_stderr` says."""
     root = logging.getLogger("mastercontrol")
     root.setLevel(getattr(logging, level.upper()))
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(fmt)
-    root.addHandler(stderr)
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            log_dir / DAEMON_LOG, maxBytes=max_bytes, backupCount=backups, delay=True
-        )
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-    except OSError as exc:
-        root.warning("cannot write %s: %s (logging to stderr only)", log_dir / DAEMON_LOG, exc)
+    # Checked on every line (it is a quiet log): a deleted log dir comes back at the next line.
+    writer = LogWriter(log_dir / DAEMON_LOG, max_bytes, backups, check_interval=0)
+    handler = LogWriterHandler(writer)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    problem = None
+    if not writer.usable():
+        problem = writer.last_error
+        to_stderr = True
+    if to_stderr:
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stderr)
+    if problem:
+        root.warning("cannot write %s (logging to stderr only until it can)", problem)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             dirs.prepare(paths.log_dir, "log dir", gid, setgid=True)
         except OSError:
             pass  # an unusable log dir does not stop supervision: setup_logging says so
-        dirs.prepare(paths.db_path.parent, "state dir", gid)
+        dirs.prepare(paths.db_path.parent, "state dir", gid, setgid=True)
         dirs.prepare(
             paths.socket_path.parent, "socket dir", gid, traversable=bool(settings.read_group)
         )
@@ -106,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         args.log_level or settings.log_level,
         settings.log_max_bytes,
         settings.log_backups,
+        to_stderr=not args.no_stderr_log,
     )
     for warning in token_warnings(configs.daemon, paths.config_dir / DAEMON_FILE):
         log.warning("%s", warning)

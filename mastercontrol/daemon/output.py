@@ -5,12 +5,15 @@ An event source of the loop (`mastercontrol.daemon.events`): each open pipe is a
 and `on_ready` moves what is in it into the log. A pipe is read until EOF, which can come
 after its run was reaped (buffered data, or a grandchild still holding it), so pipes and runs
 have separate lifetimes here. Never blocks: the pipes are non-blocking and the writers swallow
-file errors. Imports only the standard library and the package's own modules.
+file errors; each writer reports the start and end of a log incident (a full disk, a deleted
+log dir, which it recreates) once to the daemon log, and counts what it dropped. Imports only
+the standard library and the package's own modules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from mastercontrol.daemon.events import READ, Registration
 from mastercontrol.logfile import LogWriter
+
+log = logging.getLogger("mastercontrol.output")
 
 READ_CHUNK = 65536
 READS_PER_WAKE = 16  # bounded, so one chatty child cannot starve the loop
@@ -39,7 +44,9 @@ class Outputs:
         self.pipes: dict[int, OutputPipe] = {}  # child output fd -> where it goes
 
     def add_workload(self, name: str, max_bytes: int, backups: int) -> None:
-        self.writers[name] = LogWriter(self.log_dir / f"{name}.log", max_bytes, backups)
+        self.writers[name] = LogWriter(
+            self.log_dir / f"{name}.log", max_bytes, backups, report=_report
+        )
 
     def writer(self, name: str) -> LogWriter | None:
         return self.writers.get(name)
@@ -109,3 +116,7 @@ class Outputs:
         for writer in self.writers.values():
             writer.flush_partial()
             writer.close()
+
+
+def _report(level: int, message: str) -> None:
+    log.log(level, "%s", message)

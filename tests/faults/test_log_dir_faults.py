@@ -4,6 +4,7 @@ scripts complete, the CLI answers, and the bytes that could not be written are c
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -82,6 +83,9 @@ def test_full_log_disk_drops_and_counts_output_but_supervision_continues(
     assert daemon.status("svc")["log_dropped_bytes"] > 0
     assert dropped["state"] == "RUNNING"
 
+    # One warning for the incident, not one per write (it went on for seconds of output).
+    assert _count(daemon.stderr(), "cannot write", "talker.log") == 1, daemon.stderr()
+
     # Space comes back: the writer tries the file again and the log grows again.
     (full_log_dir / "filler").unlink()
     talker_log = full_log_dir / "talker.log"
@@ -89,6 +93,38 @@ def test_full_log_disk_drops_and_counts_output_but_supervision_continues(
         lambda: talker_log.exists() and talker_log.stat().st_size > 1000,
         what="talker's log written once space is free",
     )
+    wait_for(lambda: _count(daemon.stderr(), "writing", "talker.log again"), what="recovery line")
+    assert daemon.stop() == 0
+
+
+def _count(text: str, *parts: str) -> int:
+    return sum(all(p in line for p in parts) for line in text.splitlines())
+
+
+def test_a_deleted_log_dir_is_recreated_warned_once_and_the_loss_counted(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """It was never recreated: the writers kept appending to deleted files, `logs` printed
+    nothing (rc 0) and nothing was logged or counted."""
+    daemon.workload("talker", "tick_printer", module=FAULTS, params={"interval": 0.02})
+    daemon.start()
+    talker_log = daemon.log_dir / "talker.log"
+    wait_for(lambda: talker_log.exists() and talker_log.stat().st_size > 2000, what="output")
+    shutil.rmtree(daemon.log_dir)
+
+    wait_for(lambda: talker_log.exists(), what="talker.log recreated")
+    wait_for(lambda: talker_log.stat().st_size > 5000, what="talker.log growing again")
+    stderr = daemon.stderr()
+    assert _count(stderr, "WARNING", "talker.log was deleted") == 1, stderr
+    dropped = daemon.status("talker")["log_dropped_bytes"]
+    assert dropped > 0  # what went into the deleted file since the last check
+    assert daemon.workloads()["talker"]["log_dropped_bytes"] >= dropped  # list --json too
+    out = daemon.ctl("logs", "talker", "-n", "3")
+    assert len(out.stdout.splitlines()) == 3
+    daemon_log = daemon.log_dir / "mastercontrold.log"  # the daemon's own log came back too
+    wait_for(lambda: daemon_log.exists(), what="mastercontrold.log recreated")
+    assert "was deleted" in daemon_log.read_text()
+    assert daemon.status("talker")["state"] == "RUNNING"
     assert daemon.stop() == 0
 
 

@@ -32,6 +32,54 @@ def test_the_daemon_creates_its_directories_and_files_private(daemon: Daemon) ->
         assert _mode(path) & 0o077 == 0, f"{path}: {_mode(path):04o}"
 
 
+def _daemon_files(daemon: Daemon) -> list[Path]:
+    """Everything the daemon writes: the DB and its WAL/SHM, the locks, the daemon log, a
+    workload log and its rotated copies."""
+    db = daemon.db_path
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    files += [daemon.socket_path.with_name(daemon.socket_path.name + ".lock")]
+    files += [daemon.log_dir / n for n in ("mastercontrold.log", "talker.log", "talker.log.1")]
+    return files
+
+
+def _chatty(daemon: Daemon) -> None:
+    daemon.workload(
+        "talker",
+        "tick_printer",
+        module="tests.faults.workloads",
+        params={"interval": 0.01, "size": 500},
+        log_max_bytes=4096,
+        log_backups=2,
+    )
+
+
+def test_every_file_incl_wal_shm_and_rotated_logs_is_private(daemon: Daemon) -> None:
+    _chatty(daemon)
+    daemon.start()
+    files = _daemon_files(daemon)
+    wait_for(lambda: all(p.exists() for p in files), what=f"all of {files}")
+    for path in files:
+        assert _mode(path) & 0o077 == 0, f"{path}: {_mode(path):04o}"
+
+
+def test_with_a_socket_group_dirs_are_0750_and_files_0640_of_that_group(
+    daemon: Daemon,
+) -> None:
+    staff = 50  # Debian's `staff` group
+    daemon.write("daemon.yaml", "daemon:\n  socket_group: staff\n")
+    _chatty(daemon)
+    daemon.start()
+    for directory in (daemon.socket_path.parent, daemon.db_path.parent, daemon.log_dir):
+        assert _mode(directory) & 0o777 == 0o750, f"{directory}: {_mode(directory):04o}"
+        assert os.stat(directory).st_gid == staff, directory
+    assert _mode(daemon.socket_path) == 0o660 and os.stat(daemon.socket_path).st_gid == staff
+    files = [p for p in _daemon_files(daemon) if not p.name.endswith(".lock")]
+    wait_for(lambda: all(p.exists() for p in files), what=f"all of {files}")
+    for path in files:
+        assert _mode(path) & 0o037 == 0, f"{path}: {_mode(path):04o}"  # at most 0640
+        assert os.stat(path).st_gid == staff, f"{path} is not group staff"
+
+
 def test_workloads_still_get_the_usual_umask(daemon: Daemon, tmp_path: Path) -> None:
     marker = tmp_path / "made-by-workload"
     daemon.workload("maker", "count_run", type="script", max_runs=1, params={"marker": str(marker)})

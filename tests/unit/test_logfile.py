@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,44 @@ def test_removed_log_dir_is_created_again(tmp_path: Path) -> None:
     log = LogWriter(tmp_path / "logs" / "w.log", 10_000, 2)
     log.feed(b"hello\n")
     assert payload(tmp_path / "logs" / "w.log") == [b"hello"]
+
+
+def test_a_log_dir_deleted_under_an_open_writer_comes_back_and_is_reported_once(
+    tmp_path: Path,
+) -> None:
+    clock = FakeMonotonic()
+    said: list[tuple[int, str]] = []
+    path = tmp_path / "logs" / "w.log"
+    log = LogWriter(path, 10_000, 2, monotonic=clock, report=lambda lv, m: said.append((lv, m)))
+    log.feed(b"kept\n")
+    clock.now += 2.0
+    log.feed(b"checked\n")  # the file is seen linked before this line is written
+    shutil.rmtree(tmp_path / "logs")
+    log.feed(b"into the deleted file\n")  # within CHECK_INTERVAL: not noticed yet
+    clock.now += 2.0
+    log.feed(b"after\n")
+    assert payload(path) == [b"after"]
+    # Counted as lost: what was written since the last check that saw the file linked.
+    assert log.dropped_bytes == len(b"checked") + len(b"into the deleted file")
+    assert [lv for lv, _ in said] == [logging.WARNING, logging.INFO]
+    assert "was deleted" in said[0][1] and "again" in said[1][1]
+    clock.now += 2.0
+    log.feed(b"quiet\n")
+    assert len(said) == 2 and log.incidents == 1
+
+
+def test_a_full_disk_is_reported_once_per_incident(tmp_path: Path) -> None:
+    clock = FakeMonotonic()
+    said: list[tuple[int, str]] = []
+    log = LogWriter(
+        "/dev/full", 10**9, 1, monotonic=clock, report=lambda lv, m: said.append((lv, m))
+    )
+    for _ in range(5):
+        log.feed(b"x" * 10 + b"\n")
+        clock.now += 10.0
+    assert [lv for lv, _ in said] == [logging.WARNING]
+    assert "No space" in said[0][1]
+    assert log.dropped_bytes == 50
 
 
 def test_invalid_sizes_are_refused(tmp_path: Path) -> None:
