@@ -86,6 +86,8 @@ class ExecChild:
     pid: int
     log_fd: int  # non-blocking read end of the output pipe, owned (and closed) by the master
     _status: int | None = field(default=None, repr=False)
+    started: int | None = None  # start time of `pid` in clock ticks (child/scope.py)
+    scope: str | None = None  # the run's cgroup path or marker (child/scope.py)
 
     @property
     def exitcode(self) -> int | None:

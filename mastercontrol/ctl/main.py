@@ -53,7 +53,7 @@ class Ctl:
         return [
             sys.executable,
             "-m",
-            "mastercontrol.daemon.main",
+            "mastercontrol.daemon.entry",
             "--config-dir",
             str(self.paths.config_dir),
             "--db-path",

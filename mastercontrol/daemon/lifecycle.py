@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
-from mastercontrol.child.group import killpg
+from mastercontrol.child.group import killpg, sweep_interrupted
 from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.history import History
@@ -58,6 +58,12 @@ class Child(Protocol):
 
     @property
     def exitcode(self) -> int | None: ...
+
+    @property
+    def started(self) -> int | None: ...  # start time of `pid` (/proc/<pid>/stat field 22)
+
+    @property
+    def scope(self) -> str | None: ...  # the run's cgroup or marker (child/scope.py)
 
 
 Spawner = Callable[[ChildSpec, Iterable[int]], Child]
@@ -119,12 +125,14 @@ class Lifecycle:
     def boot(self, configs: dict[str, WorkloadConfig]) -> None:
         """Take over after a (re)start: close runs a dead daemon left open, start everything."""
         now = self.clock.wall()
-        for name, run_id, pid in self.history.save(self.store.close_orphan_runs, now) or []:
+        orphans = self.history.save(self.store.close_orphan_runs, now) or []
+        for name, run_id, *_ in orphans:
             log.warning("run %d of %s was interrupted when the daemon died", run_id, name)
-            if pid is not None:
-                # Its leader died with the old master (PDEATHSIG); its process group may
-                # still hold grandchildren. A live group id cannot have been reused as a pid.
-                self.send_signal(pid, signal.SIGKILL)
+        # Its leader died with the old master (PDEATHSIG) and the old keeper should have
+        # killed the rest; whatever is left goes now, after an identity check of each pid.
+        sweep_interrupted(
+            [(pid, started, scope) for *_, pid, started, scope in orphans], self.send_signal
+        )
         rows = self.store.workload_rows()
         for name in sorted(rows):
             if name not in configs:
@@ -217,7 +225,7 @@ class Lifecycle:
             return
         w.process, w.pid = child, child.pid
         w.started_mono, w.started_wall = now_mono, now_wall
-        self.history.save(self.store.set_run_pid, w.run_id, child.pid)
+        self.history.save(self.store.set_run_pid, w.run_id, child.pid, child.started, child.scope)
         if child.log_fd is not None:
             self.outputs.attach(w.name, child.log_fd)
         if cfg.timeout:

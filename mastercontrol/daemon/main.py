@@ -16,11 +16,15 @@ import sys
 from pathlib import Path
 
 from mastercontrol import __version__
+from mastercontrol.child import cgroup
 from mastercontrol.child.execspawn import spawn_child
+from mastercontrol.child.scope import RunScopes
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import DAEMON_LOG_NAME, add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
 from mastercontrol.daemon import dirs
+from mastercontrol.daemon.keeper import Keeper
+from mastercontrol.daemon.keeper import start as start_keeper
 from mastercontrol.daemon.lock import DaemonLock
 from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
@@ -86,8 +90,11 @@ def setup_logging(
         root.warning("cannot write %s (logging to stderr only until it can)", problem)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Someone must outlive the master to kill what its runs leave (daemon/keeper.py); started
+    # early by daemon/entry.py, or here when run as `python -m mastercontrol.daemon.main`.
+    keeper_end = keeper if keeper is not None else start_keeper()
     # Until the loop's handlers are installed, a SIGTERM would kill the daemon mid-startup:
     # hold the stop and reload signals back; the loop unblocks them and then sees them.
     signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_BLOCKED)
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.log_backups,
         to_stderr=not args.no_stderr_log,
     )
+    keeper_end.tell("log", str(paths.log_dir / DAEMON_LOG))
     for warning in token_warnings(configs.daemon, paths.config_dir / DAEMON_FILE):
         log.warning("%s", warning)
     for warning in configs.warnings:
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", exc)
             store.close()
             return EX_CONFIG
+        scopes = run_scopes(keeper_end)
         try:
             loop = MasterLoop(
                 config_dir=paths.config_dir,
@@ -176,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 log_dir=paths.log_dir,
                 store=store,
                 clock=clock,
-                spawner=spawn_child,
+                spawner=scopes.spawner(spawn_child),
+                send_signal=scopes.signal,
                 daemon_config=configs.daemon,
                 notifier=notifier,
                 store_dir=paths.db_path.parent,
@@ -205,6 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         return EX_SOFTWARE
     finally:
         _release(held)
+
+
+def run_scopes(keeper_end: Keeper) -> RunScopes:
+    """Per-run cgroups where this daemon may create them, else process groups and markers."""
+    base, why = cgroup.usable_base()
+    if base is not None:
+        keeper_end.tell("cgroup", str(base))
+        log.info("each run gets a cgroup under %s", base)
+    else:
+        log.info("no per-run cgroups (%s): runs are tracked by process group and marker", why)
+    return RunScopes(keeper_end.start_id, base)
 
 
 def _release(locks: list[DaemonLock]) -> None:

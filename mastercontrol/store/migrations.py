@@ -6,7 +6,7 @@ Never edit or reorder a released step: append a new one. Sits above `store/db.py
 `transaction()`); imports only the standard library, `mastercontrol.errors` and that module,
 never queries or open.
 
-Schema (version 2). Times are wall-clock epoch seconds (floats), for display and history only;
+Schema (version 3). Times are wall-clock epoch seconds (floats), for display and history only;
 the daemon schedules on its own monotonic clock. Durations are measured on the monotonic clock
 and stored as measured: never `ended_at - started_at`, which a clock step makes negative.
 
@@ -42,7 +42,10 @@ runs: one row per run, inserted before the fork (pid NULL until known).
     reason TEXT (exit, signal, timeout, memory, stopped, spawn_failed, daemon_lost, ...),
     text TEXT (human-readable summary, e.g. "exit status 1", "killed by SIGKILL"),
     duration REAL (version 2: seconds the run lasted by the master's monotonic clock; NULL while
-    running, for a run the daemon lost, and for runs recorded before version 2)
+    running, for a run the daemon lost, and for runs recorded before version 2),
+    pid_started INTEGER (version 4: start time of pid in clock ticks since boot, /proc/<pid>/stat
+    field 22; with the pid, the identity the restart sweep checks before it signals anything),
+    scope TEXT (version 4: the run's cgroup directory, or its MASTERCONTROL_RUN marker)
 
 events: state changes and notable non-changes (trigger "tick_skipped"), per workload.
     id INTEGER PRIMARY KEY, workload TEXT, at REAL, old_state TEXT, new_state TEXT
@@ -114,6 +117,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "ALTER TABLE workloads ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
+    ),
+    # 3 -> 4: what identifies a run's processes for the restart sweep
+    (
+        "ALTER TABLE runs ADD COLUMN pid_started INTEGER",
+        "ALTER TABLE runs ADD COLUMN scope TEXT",
     ),
 )
 

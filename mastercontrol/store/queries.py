@@ -295,9 +295,13 @@ class Store:
             raise StoreError(f"could not record a run of {name}")
         return cur.lastrowid
 
-    def set_run_pid(self, run_id: int, pid: int) -> None:
+    def set_run_pid(
+        self, run_id: int, pid: int, started: int | None = None, scope: str | None = None
+    ) -> None:
+        """The run's pid, with what proves it is still the same process later: the pid's
+        start time (/proc/<pid>/stat field 22) and the run's cgroup or marker."""
         with self.transaction():
-            self._update_run(run_id, "pid = ?", (pid,))
+            self._update_run(run_id, "pid = ?, pid_started = ?, scope = ?", (pid, started, scope))
 
     def end_run(
         self,
@@ -336,16 +340,26 @@ class Store:
             self._wall_clock(),
         )
 
-    def close_orphan_runs(self, at: float) -> list[tuple[str, int, int | None]]:
+    def close_orphan_runs(
+        self, at: float
+    ) -> list[tuple[str, int, int | None, int | None, str | None]]:
         """End the runs a previous daemon left open (reason "daemon_lost").
 
-        Returns (workload, run id, pid) so the caller can clean up what those runs left behind.
+        Returns (workload, run id, pid, pid start time, scope) so the caller can clean up what
+        those runs left behind, after checking that a pid still names the same process.
         """
         with self.transaction():
             orphans = [
-                (str(w), int(i), None if p is None else int(p))
-                for i, w, p in self._rows(
-                    "SELECT id, workload, pid FROM runs WHERE ended_at IS NULL ORDER BY id"
+                (
+                    str(w),
+                    int(i),
+                    None if p is None else int(p),
+                    None if t is None else int(t),
+                    None if c is None else str(c),
+                )
+                for i, w, p, t, c in self._rows(
+                    "SELECT id, workload, pid, pid_started, scope FROM runs"
+                    " WHERE ended_at IS NULL ORDER BY id"
                 )
             ]
             self._conn.execute(

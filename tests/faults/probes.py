@@ -65,13 +65,15 @@ def integrity(db_path: Path) -> list[str]:
 
 def workload_processes(daemon: Daemon) -> list[psutil.Process]:
     """Live forked children of any daemon of this test (they keep the master's command line),
-    other than the current master itself."""
+    other than the current master itself and its keeper (named mc-keeper)."""
     master = daemon.proc.pid if daemon.proc is not None and daemon.proc.poll() is None else -1
     found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
+    for proc in psutil.process_iter(["cmdline", "status", "name"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             if proc.pid == master or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.info["name"] == "mc-keeper":
                 continue
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

@@ -28,6 +28,8 @@ class FakeChild:
     spec: ChildSpec
     log_fd: int | None = None
     code: int | None = None
+    started: int | None = None
+    scope: str | None = None
 
     @property
     def exitcode(self) -> int | None:

@@ -232,7 +232,10 @@ def test_orphan_runs_are_closed_as_daemon_lost(store: Store) -> None:
     open_b = store.begin_run("b", T0 + 2)
     store.set_run_pid(open_b, 4242)
 
-    assert store.close_orphan_runs(T0 + 100) == [("a", open_a, None), ("b", open_b, 4242)]
+    assert store.close_orphan_runs(T0 + 100) == [
+        ("a", open_a, None, None, None),
+        ("b", open_b, 4242, None, None),
+    ]
 
     runs = {r.id: r for r in store.recent_runs("a") + store.recent_runs("b")}
     assert (runs[open_a].ended_at, runs[open_a].reason) == (T0 + 100, "daemon_lost")

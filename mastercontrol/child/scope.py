@@ -1,0 +1,99 @@
+"""Each run's scope: the cgroup (or, without cgroups, the marker) that holds all it starts.
+
+`RunScopes` wraps the spawner: before each fork it makes the run's cgroup
+`<daemon cgroup>/mc-<start id>-<seq>` (`mastercontrol.child.cgroup`; the child joins it in
+its bootstrap) or, where cgroups are refused, puts the marker `MASTERCONTROL_RUN=<start id>-<seq>`
+into the run's environment; after the fork it hands back the child with its start time and
+scope, which the lifecycle records in the run's row for the restart sweep. Its `signal` is the
+master's signal sender: a process-group signal as before (`killpg`), and for a SIGKILL, the
+run's whole cgroup too (`cgroup.kill`: setsid'd grandchildren included). The cgroup of a run
+whose leader was reaped is removed. Runs in the master; imports only the standard library and
+`mastercontrol.child`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from mastercontrol.child import cgroup
+from mastercontrol.child.execspawn import ExecChild
+from mastercontrol.child.group import MARKER, killpg, start_ticks
+from mastercontrol.child.spawn import ChildSpec, SpawnedChild
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[ChildSpec, Iterable[int]], SpawnedChild | ExecChild]
+
+
+class RunScopes:
+    """Scopes of this daemon's runs; `base` None: no cgroups, markers only."""
+
+    def __init__(self, start_id: str, base: Path | None) -> None:
+        self.start_id = start_id
+        self.base = base
+        self._seq = 0
+        self._cgroups: dict[int, Path] = {}  # pid of a run's leader -> its cgroup
+        self._draining: list[Path] = []  # killed, rmdir refused (EBUSY) so far
+
+    def spawner(self, spawn: Spawn) -> Spawn:
+        """`spawn`, with each run put in a scope of its own."""
+
+        def spawn_in_scope(spec: ChildSpec, close_fds: Iterable[int]) -> SpawnedChild | ExecChild:
+            spec = self._prepare(spec)
+            path = Path(spec.cgroup) if spec.cgroup else None
+            try:
+                child = spawn(spec, close_fds)
+            except BaseException:
+                if path is not None:
+                    cgroup.remove(path)
+                raise
+            if path is not None:
+                self._cgroups[child.pid] = path
+                if isinstance(child, ExecChild):
+                    # posix_spawn'ed (child/execspawn.py): moved in from here, as it starts
+                    # setpriv; a program that forks within that moment leaves its child out.
+                    try:
+                        cgroup.move(path, child.pid)
+                    except OSError as exc:
+                        log.warning(
+                            "%s: cannot move pid %d into %s: %s",
+                            spec.name,
+                            child.pid,
+                            path,
+                            exc.strerror,
+                        )
+            scope = spec.cgroup or spec.env.get(MARKER)
+            return dataclasses.replace(child, started=start_ticks(child.pid), scope=scope)
+
+        return spawn_in_scope
+
+    def _prepare(self, spec: ChildSpec) -> ChildSpec:
+        self._seq += 1
+        tag = f"{self.start_id}-{self._seq}"
+        if self.base is not None:
+            path = self.base / f"{cgroup.PREFIX}{tag}"
+            try:
+                cgroup.create(path)
+                return dataclasses.replace(spec, cgroup=str(path))
+            except OSError as exc:
+                log.warning("%s: cannot create cgroup %s: %s", spec.name, path, exc.strerror)
+        return dataclasses.replace(spec, env={**spec.env, MARKER: tag})
+
+    def signal(self, pgid: int, signum: int, *, unreaped: bool = False) -> None:
+        """Signal a run's process group; a SIGKILL also kills its cgroup. `unreaped=False` is
+        the sweep after the leader's exit: the cgroup is killed and removed."""
+        path = self._cgroups.get(pgid)
+        if path is not None and signum == signal.SIGKILL:
+            cgroup.kill(path)
+        killpg(pgid, signum, unreaped=unreaped)
+        if path is not None and not unreaped:
+            del self._cgroups[pgid]
+            self._draining.append(path)
+        if self._draining:
+            # The killed die within moments; whatever is still busy goes at a later call
+            # (or to the keeper at exit).
+            self._draining = [p for p in self._draining if not cgroup.remove(p)]

@@ -1,0 +1,184 @@
+"""Nothing a workload started outlives the daemon, and nothing innocent dies.
+
+A real mastercontrold is SIGKILLed while its workloads have grandchildren, one of them
+setsid'd: the keeper kills them all within moments, with cgroups (where this machine allows
+them) and without (MCTL_NO_CGROUP=1, the documented switch to the fallback), and says so in the
+daemon log. A daemon started right after the kill comes up normally. The restart sweep leaves
+alone a process that reused a dead run's pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mastercontrol.child import cgroup
+from mastercontrol.child.group import start_ticks
+from tests.integration.harness import REPO, Daemon, pid_alive, wait_for
+
+# The issue's reproduction: a background sleep, and a setsid'd shell that leaves a sleep behind.
+FAMILY = "sleep 2001 & echo $! >> {pids}; setsid sh -c 'sleep 2003 & echo $! >> {pids}; exit 0' & wait"
+GONE_WITHIN = 10.0  # generous bound; the keeper acts within ~2 s of the master's death
+
+CGROUPS_HERE = cgroup.usable_base()[0] is not None
+MODES = [
+    pytest.param(
+        {},
+        id="cgroup",
+        marks=pytest.mark.skipif(not CGROUPS_HERE, reason="cgroup v2 not usable here"),
+    ),
+    pytest.param({"MCTL_NO_CGROUP": "1"}, id="fallback"),
+]
+
+
+def _family(daemon: Daemon, name: str, tmp_path: Path) -> Path:
+    pids = tmp_path / f"{name}.pids"
+    body = {"name": name, "type": "service", "command": ["sh", "-c", FAMILY.format(pids=pids)]}
+    daemon.write(f"{name}.yaml", json.dumps(body))  # JSON is valid YAML
+    return pids
+
+
+def _grandchildren(pids: Path) -> list[int]:
+    found = pids.read_text().split() if pids.exists() else []
+    return [int(p) for p in found] if len(found) == 2 else []
+
+
+def _daemon_log(daemon: Daemon) -> str:
+    path = daemon.log_dir / "mastercontrold.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.mark.parametrize("env", MODES)
+def test_kill9_of_the_daemon_takes_setsid_grandchildren_along(
+    daemon: Daemon, tmp_path: Path, env: dict[str, str]
+) -> None:
+    pid_files = [_family(daemon, name, tmp_path) for name in ("fam_a", "fam_b")]
+    daemon.start(env=env)
+    leaders = [daemon.wait_state(name, "RUNNING")["pid"] for name in ("fam_a", "fam_b")]
+    grand = [p for f in pid_files for p in wait_for(lambda f=f: _grandchildren(f), what="pids")]
+    assert all(pid_alive(p) for p in grand + leaders)
+
+    daemon.kill9()
+    wait_for(
+        lambda: not [p for p in grand + leaders if pid_alive(p)],
+        timeout=GONE_WITHIN,
+        what="every workload process gone after kill -9 of the daemon",
+    )
+    text = wait_for(lambda: "mastercontrol.keeper" in _daemon_log(daemon) and _daemon_log(daemon))
+    for pid in grand:
+        assert f"{pid} (sleep 200" in text, text  # the cleanup says what it killed
+    if not env:
+        base = cgroup.usable_base()[0]
+        assert base is not None
+        wait_for(lambda: not list(base.glob(f"{cgroup.PREFIX}{daemon.pid}.*")), what="rmdir")
+
+    # A daemon started right after the kill comes up normally (the keeper holds no lock).
+    daemon.start(env=env)
+    daemon.wait_state("fam_a", "RUNNING")
+
+
+@pytest.mark.parametrize("env", MODES)
+def test_stop_kills_setsid_grandchildren_with_cgroups_and_groups_without(
+    daemon: Daemon, tmp_path: Path, env: dict[str, str]
+) -> None:
+    pids = _family(daemon, "fam", tmp_path)
+    daemon.start(env=env)
+    daemon.wait_state("fam", "RUNNING")
+    background, setsid_one = wait_for(lambda: _grandchildren(pids), what="grandchildren")
+    daemon.ctl("stop", "fam")
+    wait_for(lambda: not pid_alive(background), timeout=GONE_WITHIN, what="group member gone")
+    if not env:  # cgroup.kill reaches the setsid'd one at stop already
+        wait_for(lambda: not pid_alive(setsid_one), timeout=GONE_WITHIN, what="setsid'd gone")
+    daemon.stop()
+    wait_for(lambda: not pid_alive(setsid_one), timeout=GONE_WITHIN, what="keeper at exit")
+
+
+def test_the_restart_sweep_spares_a_process_that_reused_a_recorded_pid(daemon: Daemon) -> None:
+    daemon.workload("svc", "sleep_forever")
+    daemon.start()
+    daemon.wait_state("svc", "RUNNING")
+    assert daemon.stop() == 0
+    # A stranger in a process group of its own, as a workload leader would be.
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        started = start_ticks(stranger.pid)
+        assert started is not None
+        with sqlite3.connect(daemon.db_path) as db:  # the dead daemon's record of a live run
+            db.execute(
+                "INSERT INTO runs (workload, generation, pid, started_at, pid_started)"
+                " VALUES ('svc', 0, ?, ?, ?)",
+                (stranger.pid, time.time() - 60, started - 1000),
+            )
+        daemon.start()
+        daemon.wait_state("svc", "RUNNING")
+        wait_for(lambda: "not signalled" in _daemon_log(daemon), what="the sweep's note")
+        time.sleep(0.5)  # the sweep ran before the daemon answered; give a stray kill a moment
+        assert stranger.poll() is None, "the sweep killed a process that reused a recorded pid"
+        with sqlite3.connect(daemon.db_path) as db:
+            reason = db.execute(
+                "SELECT reason FROM runs WHERE pid = ?", (stranger.pid,)
+            ).fetchone()[0]
+        assert reason == "daemon_lost"
+    finally:
+        stranger.kill()
+        stranger.wait(10)
+
+
+def test_the_installed_entry_point_forks_the_keeper_before_the_heavy_imports(
+    tmp_path: Path,
+) -> None:
+    # bin/mastercontrold goes through mastercontrol.daemon.entry: the keeper is forked while
+    # the process is a bare interpreter, so none of the daemon's modules are loaded in it.
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    args = [
+        "--config-dir", str(conf), "--db-path", str(tmp_path / "s.db"),
+        "--socket-path", str(tmp_path / "mc.sock"), "--log-dir", str(tmp_path / "log"),
+    ]  # fmt: skip
+    with open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "bin" / "mastercontrold"), *args],
+            stdout=err,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: (tmp_path / "mc.sock").exists(), what="daemon up")
+        keeper = wait_for(lambda: _keeper_of(str(tmp_path)), what="its keeper")
+        maps = Path(f"/proc/{keeper}/maps").read_text()
+        assert "_yaml" not in maps  # the C parser pyyaml loads: only the master has it
+        keeper_rss = _rss_kib(keeper)
+        assert keeper_rss < _rss_kib(proc.pid), (keeper_rss, _rss_kib(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    wait_for(lambda: not _keeper_of(str(tmp_path)), timeout=GONE_WITHIN, what="keeper exits")
+
+
+def _keeper_of(root: str) -> int | None:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{name}/comm").read_text().strip()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().decode(errors="replace")
+            status = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if comm == "mc-keeper" and root in cmd and status != "Z":
+            return int(name)
+    return None
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
