@@ -24,7 +24,9 @@ from mastercontrol.child.group import start_ticks
 from tests.integration.harness import REPO, Daemon, pid_alive, wait_for
 
 # The reproduction: a background sleep, and a setsid'd shell that leaves a sleep behind.
-FAMILY = "sleep 2001 & echo $! >> {pids}; setsid sh -c 'sleep 2003 & echo $! >> {pids}; exit 0' & wait"
+FAMILY = (
+    "sleep 2001 & echo $! >> {pids}; setsid sh -c 'sleep 2003 & echo $! >> {pids}; exit 0' & wait"
+)
 GONE_WITHIN = 10.0  # generous bound; the keeper acts within ~2 s of the master's death
 
 CGROUPS_HERE = cgroup.usable_base()[0] is not None

@@ -98,6 +98,16 @@ def test_migrate_applies_only_the_steps_the_database_has_not_seen(tmp_path: Path
     conn.close()
 
 
+def test_an_older_database_gains_the_run_identity_columns(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "state.db")
+    assert migrate(conn, MIGRATIONS[:1]) == 1
+    conn.execute("INSERT INTO runs (workload, generation, pid, started_at) VALUES ('a', 0, 42, 0)")
+    assert migrate(conn) == LATEST_VERSION
+    # A run recorded before version 3 has no start time: the sweep will not trust its pid.
+    assert conn.execute("SELECT pid, pid_started, scope FROM runs").fetchall() == [(42, None, None)]
+    conn.close()
+
+
 def test_failing_migration_step_leaves_the_previous_version_intact(tmp_path: Path) -> None:
     conn = connect(tmp_path / "state.db")
     migrate(conn)
