@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,9 @@ def test_kill9_of_the_daemon_takes_setsid_grandchildren_along(
     pid_files = [_family(daemon, name, tmp_path) for name in ("fam_a", "fam_b")]
     daemon.start(env=env)
     leaders = [daemon.wait_state(name, "RUNNING")["pid"] for name in ("fam_a", "fam_b")]
-    grand = [p for f in pid_files for p in wait_for(lambda f=f: _grandchildren(f), what="pids")]
+    grand: list[int] = []
+    for f in pid_files:
+        grand += wait_for(partial(_grandchildren, f), what=f"grandchildren in {f}")
     assert all(pid_alive(p) for p in grand + leaders)
 
     daemon.kill9()
