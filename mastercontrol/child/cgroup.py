@@ -76,9 +76,10 @@ def create(path: Path) -> None:
     path.mkdir()
 
 
-def join(path: Path) -> None:
-    """Move the calling process into `path` (the child bootstrap, before the workload)."""
-    fd = os.open(path / "cgroup.procs", os.O_WRONLY)
+def join(path: str) -> None:
+    """Move the calling process into `path` (the child bootstrap, before the workload). A str,
+    not a Path: in the child every object built touches (and so copies) shared pages."""
+    fd = os.open(path + "/cgroup.procs", os.O_WRONLY)
     try:
         os.write(fd, b"0")  # 0: the writing process itself
     finally:

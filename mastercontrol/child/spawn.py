@@ -38,7 +38,6 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any, NoReturn
 
 from mastercontrol.child import cgroup
@@ -379,7 +378,7 @@ def _child_arm_deathsig(master_pid: int) -> None:
 
 def _child_join_cgroup(path: str) -> None:
     try:
-        cgroup.join(Path(path))
+        cgroup.join(path)
     except OSError as exc:  # runs anyway; the master's process-group kill still applies
         _child_print(f"warning: cannot join cgroup {path}: {exc.strerror}")
 
