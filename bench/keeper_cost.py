@@ -21,8 +21,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.drivers import MasterControl
-from bench.scenarios import Spec, _all_running, _poll, _restart_latency, _size
+from bench.drivers import MasterControl, Spec
+from bench.scenarios import _all_running, _poll, _restart_latency, _size
 
 MiB = 1024 * 1024
 
