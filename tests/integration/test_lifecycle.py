@@ -189,8 +189,8 @@ def test_master_sigkill_leaves_no_orphans(daemon: Daemon, tmp_path: Path) -> Non
     daemon.kill9()
     wait_for(lambda: not pid_alive(child), what="child gone after master SIGKILL")
     wait_for(lambda: not pid_alive(parent), what="parent workload gone")
-    # PDEATHSIG takes the master's children with it, not their children: the grandchild outlives
-    # the SIGKILL, and the restarted daemon kills the process group of the interrupted run.
+    # PDEATHSIG takes the master's children with it, not their children: the keeper kills the
+    # grandchild (tests/faults/test_keeper.py), and a restarted daemon would kill what is left.
     daemon.start()
     wait_for(lambda: not pid_alive(grandchild), what="grandchild gone after restart")
 
