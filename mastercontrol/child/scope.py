@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -45,31 +46,44 @@ class RunScopes:
         def spawn_in_scope(spec: ChildSpec, close_fds: Iterable[int]) -> SpawnedChild | ExecChild:
             spec = self._prepare(spec)
             path = Path(spec.cgroup) if spec.cgroup else None
+            # A `command:` run may be posix_spawn'ed (child/execspawn.py): it cannot join by
+            # itself, and moving it in afterwards loses the race with its first fork. A child
+            # starts in its parent's cgroup, so the master steps into the run's cgroup for the
+            # spawn and back out (no controllers: moving costs two small writes).
+            inside = path is not None and spec.command is not None and self._enter(path)
             try:
                 child = spawn(spec, close_fds)
             except BaseException:
                 if path is not None:
+                    if inside:
+                        self._leave()
+                        inside = False
                     cgroup.remove(path)
                 raise
+            finally:
+                if inside:
+                    self._leave()
             if path is not None:
                 self._cgroups[child.pid] = path
-                if isinstance(child, ExecChild):
-                    # posix_spawn'ed (child/execspawn.py): moved in from here, as it starts
-                    # setpriv; a program that forks within that moment leaves its child out.
-                    try:
-                        cgroup.move(path, child.pid)
-                    except OSError as exc:
-                        log.warning(
-                            "%s: cannot move pid %d into %s: %s",
-                            spec.name,
-                            child.pid,
-                            path,
-                            exc.strerror,
-                        )
             scope = spec.cgroup or spec.env.get(MARKER)
             return dataclasses.replace(child, started=start_ticks(child.pid), scope=scope)
 
         return spawn_in_scope
+
+    def _enter(self, path: Path) -> bool:
+        try:
+            cgroup.move(path, os.getpid())
+            return True
+        except OSError as exc:
+            log.warning("cannot enter %s for a spawn: %s", path, exc.strerror)
+            return False
+
+    def _leave(self) -> None:
+        assert self.base is not None
+        try:
+            cgroup.move(self.base, os.getpid())
+        except OSError as exc:
+            log.error("cannot return to cgroup %s: %s", self.base, exc.strerror)
 
     def _prepare(self, spec: ChildSpec) -> ChildSpec:
         self._seq += 1
