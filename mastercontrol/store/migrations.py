@@ -6,7 +6,7 @@ Never edit or reorder a released step: append a new one. Sits above `store/db.py
 `transaction()`); imports only the standard library, `mastercontrol.errors` and that module,
 never queries or open.
 
-Schema (version 3). Times are wall-clock epoch seconds (floats), for display and history only;
+Schema (version 4). Times are wall-clock epoch seconds (floats), for display and history only;
 the daemon schedules on its own monotonic clock. Durations are measured on the monotonic clock
 and stored as measured: never `ended_at - started_at`, which a clock step makes negative.
 

@@ -103,7 +103,7 @@ def test_an_older_database_gains_the_run_identity_columns(tmp_path: Path) -> Non
     assert migrate(conn, MIGRATIONS[:1]) == 1
     conn.execute("INSERT INTO runs (workload, generation, pid, started_at) VALUES ('a', 0, 42, 0)")
     assert migrate(conn) == LATEST_VERSION
-    # A run recorded before version 3 has no start time: the sweep will not trust its pid.
+    # A run recorded before version 4 has no start time: the sweep will not trust its pid.
     assert conn.execute("SELECT pid, pid_started, scope FROM runs").fetchall() == [(42, None, None)]
     conn.close()
 
