@@ -307,7 +307,7 @@ def _daemon_from_text(text: str, source: str) -> tuple[DaemonConfig, list[Proble
         return DaemonConfig(source=source), problems
 
     def section(name: str) -> dict[str, Any]:
-        return f.sections[name].values if name in f.sections else {}
+        return _beside(source, f.sections[name].values) if name in f.sections else {}
 
     config = DaemonConfig(
         daemon=DaemonSettings(**section("daemon")),
@@ -316,6 +316,16 @@ def _daemon_from_text(text: str, source: str) -> tuple[DaemonConfig, list[Proble
         source=source,
     )
     return config, problems
+
+
+def _beside(source: str, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with a relative `api_token_file` taken from the directory of `source` (the file
+    that names it), so a config dir carries its token files with it wherever it is run from."""
+    token_file = values.get("api_token_file")
+    if not token_file or os.path.isabs(token_file):
+        return values
+    base = os.path.dirname(os.path.abspath(source))
+    return {**values, "api_token_file": os.path.normpath(os.path.join(base, token_file))}
 
 
 def _load_file(
@@ -364,7 +374,7 @@ def _inventory_from_text(text: str, source: str) -> tuple[Inventory, list[Proble
             seen[name] = c.lines["name"]
         problems.extend(own)
         if not own:
-            values = {**defaults, **c.values}
+            values = _beside(source, {**defaults, **c.values})
             values["env"] = {**defaults.get("env", {}), **c.values.get("env", {})}
             clients.append(InventoryClient(**values))
     inventory = Inventory(clients=tuple(clients), source=source, deploy=deploy, **fleet)

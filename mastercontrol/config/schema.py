@@ -242,9 +242,10 @@ FLEET: tuple[Setting, ...] = _bound(model.FleetSettings, (
     Setting("api_token", STRING, None, non_empty,
             "Bearer token the client API requires and heartbeats send. Prefer api_token_file: "
             "then the secret need not sit in this file."),
-    Setting("api_token_file", STRING, None, absolute_path,
+    Setting("api_token_file", STRING, None, non_empty,
             "File holding the token (whitespace stripped); must not be readable by every "
-            "user. Give api_token or api_token_file, not both."),
+            "user; a relative path is taken from this file's directory. Give api_token or "
+            "api_token_file, not both."),
     Setting("api_url", STRING, None, url,
             "How the central API reaches this client's API (sent with each heartbeat).",
             doc_default="http://API_HOST:API_PORT (the hostname for a wildcard api_host)"),
@@ -260,8 +261,9 @@ CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
     Setting("inventory_path", STRING, None, non_empty,
             "inventory.yaml whose clients are listed before their first heartbeat."),
     Setting("api_token", STRING, None, non_empty, "Bearer token the central API requires."),
-    Setting("api_token_file", STRING, None, absolute_path,
-            "File holding that token; not readable by every user. Not with api_token."),
+    Setting("api_token_file", STRING, None, non_empty,
+            "File holding that token; not readable by every user; relative to this file's "
+            "directory. Not with api_token."),
     Setting("stale_after_seconds", NUMBER, MODEL, positive_number,
             "A client silent this long is shown stale."),
     Setting("offline_after_seconds", NUMBER, MODEL, positive_number,
@@ -307,8 +309,9 @@ INVENTORY_DEFAULTS: tuple[Setting, ...] = _bound(model.InventoryClient, (
     Setting("api_token", STRING, None, non_empty,
             "The client's own token (its fleet.api_token): its heartbeats must carry it and "
             "the central calls its API with it. Default: central.api_token."),
-    Setting("api_token_file", STRING, None, absolute_path,
-            "File holding that token; not readable by every user. Not with api_token."),
+    Setting("api_token_file", STRING, None, non_empty,
+            "File holding that token; not readable by every user; relative to this file's "
+            "directory. Not with api_token."),
 ))  # fmt: skip
 
 INVENTORY_CLIENT: tuple[Setting, ...] = _bound(model.InventoryClient, (

@@ -24,8 +24,8 @@ def test_ctl_launcher_validates_the_examples_from_a_checkout() -> None:
         cwd="/",
     )
     assert out.returncode == 0, out.stderr
-    # From "/" the example's token files (made by `make run` under the checkout's var/) are
-    # not there: validate warns about them, and still passes.
+    # The example's token files are made by `make run` under the checkout's var/: before that
+    # validate warns about them, and still passes.
     assert out.stdout.splitlines()[-1].startswith("OK: "), out.stdout
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mastercontrol.config.load import load_daemon_config
+from mastercontrol.config.load import load_daemon_config, load_inventory
 from mastercontrol.config.model import DaemonConfig, FleetSettings
 from mastercontrol.config.secrets import SecretError, resolve_token, token_warnings
 from mastercontrol.ctl.main import main as ctl_main
@@ -94,12 +94,41 @@ def test_daemon_yaml_token_rules_are_located(tmp_path: Path) -> None:
     path.write_text(
         "fleet:\n  enabled: true\n  central_api_url: http://c:8080\n  api_token: a\n"
         "  api_token_file: /etc/mastercontrol/token\n"
-        "central:\n  api_token_file: relative/token\n"
+        "central:\n  api_token_file: ''\n"
     )
     _, problems = load_daemon_config(path)
     assert problems == [
         f"{path}:5: fleet.api_token_file: give api_token or api_token_file, not both",
-        f"{path}:7: central.api_token_file: must be an absolute path, got 'relative/token'",
+        f"{path}:7: central.api_token_file: must not be empty",
+    ]
+
+
+def test_a_relative_token_file_is_taken_from_the_naming_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config dir carries its token files with it, whatever the daemon's working directory."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "daemon.yaml").write_text(
+        "fleet:\n  enabled: true\n  central_api_url: http://c:8080\n"
+        "  api_token_file: ../var/device.token\n"
+        "central:\n  enabled: true\n  api_token_file: central.token\n"
+    )
+    (conf / "inventory.yaml").write_text(
+        "defaults:\n  api_token_file: tokens/shared.token\n"
+        "clients:\n  - name: a\n    host: 127.0.0.1\n"
+        "  - name: b\n    host: 127.0.0.1\n    api_token_file: /etc/b.token\n"
+    )
+    monkeypatch.chdir("/")
+    config, problems = load_daemon_config(conf / "daemon.yaml")
+    assert problems == []
+    assert config.fleet.api_token_file == str(tmp_path / "var" / "device.token")
+    assert config.central.api_token_file == str(conf / "central.token")
+    inventory, problems = load_inventory(conf / "inventory.yaml")
+    assert problems == []
+    assert [c.api_token_file for c in inventory.clients] == [
+        str(conf / "tokens" / "shared.token"),
+        "/etc/b.token",
     ]
 
 

@@ -14,13 +14,13 @@ from mastercontrol.config.load import load_config_dir, load_daemon_config, load_
 from mastercontrol.config.secrets import inventory_token_warnings
 
 REPO = Path(__file__).resolve().parents[2]
-CWD_VAR = "/proc/self/cwd/var/"  # api_token_file must be absolute: the daemon's working dir
+VAR = str(REPO / "var")  # relative token paths are taken from the naming file's directory
 
 
 def made_by_make_run() -> set[str]:
     text = (REPO / "Makefile").read_text()
     (line,) = [ln for ln in text.splitlines() if ln.startswith("TOKENS")]
-    return {CWD_VAR + Path(t).name for t in re.findall(r"\$\(VAR\)/(\S+\.token)", line)}
+    return {f"{VAR}/{Path(t).name}" for t in re.findall(r"\$\(VAR\)/(\S+\.token)", line)}
 
 
 def test_make_run_is_a_control_host_on_loopback_that_reports_on_itself() -> None:
