@@ -55,5 +55,10 @@ def serve(server: Any) -> None:
     except SystemExit:
         log.info("stopping")
     finally:
-        server.close()
+        try:
+            server.close()
+        except OSError as exc:
+            # SystemExit can land while Waitress is closing its wake-up pipe itself; a second
+            # close then finds EBADF. Nothing is left open either way: stopping is not a crash.
+            log.debug("closing the server: %s", exc)
         sys.stderr.flush()
