@@ -23,9 +23,9 @@ from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
 from mastercontrol.api.errors import APIError, from_ipc, install_json_errors, unreachable
 from mastercontrol.errors import IPCError
-from mastercontrol.fleet.release import current_release
 from mastercontrol.fleet.sysmetrics import system_metrics
 from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
+from mastercontrol.release import current_release
 
 PREFIX = "/api/v1"
 HEALTH_PATH = f"{PREFIX}/health"

@@ -24,6 +24,7 @@ from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.states import ProcState, Trigger, next_state
 from mastercontrol.errors import StoreError
+from mastercontrol.release import current_release
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,13 @@ _T = TypeVar("_T")
 WARN_INTERVAL = 60.0  # seconds between two warnings about a failing database
 
 
-def config_digest(cfg: WorkloadConfig) -> str:
+def config_digest(cfg: WorkloadConfig, release: str | None = None) -> str:
     """A stable digest of everything in the config that changes what runs (not its file's
-    location): FATAL is kept across a daemon restart only while this is unchanged."""
-    return blake2b(repr(cfg.comparable()).encode(), digest_size=16).hexdigest()
+    location), and of the release the daemon runs: FATAL is kept across a daemon restart only
+    while both are unchanged, so a deploy or rollback (another release, other code) tries again."""
+    if release is None:
+        release = current_release() or ""
+    return blake2b(repr((cfg.comparable(), release)).encode(), digest_size=16).hexdigest()
 
 
 class History:

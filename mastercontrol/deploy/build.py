@@ -27,7 +27,7 @@ from mastercontrol.config.load import DAEMON_FILE, YAML_SUFFIXES
 from mastercontrol.config.model import InventoryClient
 from mastercontrol.deploy.layout import BOOTSTRAP, check_release_id
 from mastercontrol.errors import DeployError
-from mastercontrol.fleet.release import RELEASE_ENV
+from mastercontrol.release import RELEASE_ENV
 
 WHEELHOUSE_CACHE_ENV = "MCTL_WHEELHOUSE_CACHE"
 # What goes into the wheel (setup.cfg's packages and data_files): a change rebuilds it.

@@ -40,9 +40,9 @@ from mastercontrol.config.load import load_daemon_config
 from mastercontrol.config.secrets import resolve_token
 from mastercontrol.errors import EX_CONFIG, IPCError, MasterControlError
 from mastercontrol.fleet.heartbeat import HeartbeatPolicy, build_payload, heartbeat_url
-from mastercontrol.fleet.release import current_release
 from mastercontrol.fleet.sysmetrics import system_metrics
 from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
+from mastercontrol.release import current_release
 
 HTTP_TIMEOUT = 5.0  # seconds per POST, at most; shorter for shorter intervals
 IPC_TIMEOUT = 5.0

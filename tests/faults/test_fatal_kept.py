@@ -57,3 +57,24 @@ def test_fatal_service_stays_fatal_across_restart_until_its_config_changes(
     daemon.wait_state("crashy", "FATAL")
     assert daemon.stop() == 0
     assert _crashy_runs(daemon) == runs + 3
+
+
+def test_another_release_tries_a_fatal_service_again(daemon: Daemon) -> None:
+    """A deploy or rollback switches the release (other code, same YAML): FATAL is kept only
+    within one release, so the rolled-back service runs again."""
+    _crashy(daemon)
+    daemon.start(env={"MCTL_RELEASE": "r1"})
+    daemon.wait_state("crashy", "FATAL")
+    assert daemon.stop() == 0
+    runs = _crashy_runs(daemon)
+
+    daemon.start(env={"MCTL_RELEASE": "r1"})  # the same release: kept
+    time.sleep(1.0)  # time for a spawn that must not happen
+    assert daemon.status("crashy")["state"] == "FATAL"
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs
+
+    daemon.start(env={"MCTL_RELEASE": "r2"})  # another release: a new try
+    daemon.wait_state("crashy", "FATAL")
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs + 3

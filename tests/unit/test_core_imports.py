@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]  # the directory that holds mastercon
 TOP = "mastercontrol"
 
 # The core: stdlib-first packages (top-level modules such as errors.py count as packages).
-CORE = ("config", "engine", "store", "daemon", "child", "ipc", "ctl", "errors", "logfile")
+CORE = (
+    "config", "engine", "store", "daemon", "child", "ipc", "ctl", "errors", "logfile", "release",
+)  # fmt: skip
 THIRD_PARTY: dict[str, frozenset[str]] = {
     "config": frozenset({"yaml", "croniter"}),  # reads YAML, computes cron schedules
     "daemon": frozenset({"psutil"}),  # samples metrics

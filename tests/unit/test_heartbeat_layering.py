@@ -20,7 +20,7 @@ ALLOWED_OWN = {
     "mastercontrol.ipc",
     "mastercontrol.store",
 }
-ALLOWED_OWN_MODULES = {"mastercontrol.errors"}
+ALLOWED_OWN_MODULES = {"mastercontrol.errors", "mastercontrol.release"}
 
 
 def imports(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""fleet/sysmetrics.py and fleet/release.py: the system part of a heartbeat and the release id.
+"""fleet/sysmetrics.py and mastercontrol/release.py: the system part of a heartbeat, the release.
 
 The throttling decoder and the temperature pick are pure and table-tested; the readers run
 against real files (and a real stand-in `vcgencmd` program) under tmp_path.
@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mastercontrol.fleet import release
+from mastercontrol import release
 from mastercontrol.fleet.sysmetrics import (
     THROTTLE_BITS,
     decode_throttled,

@@ -152,3 +152,4 @@ def test_config_digest_ignores_the_file_location_only() -> None:
     )
     assert config_digest(cfg) == config_digest(replace(cfg, source="/x.yaml", source_line=3))
     assert config_digest(cfg) != config_digest(replace(cfg, module="other"))
+    assert config_digest(cfg, "r1") != config_digest(cfg, "r2")  # a release switch: new code

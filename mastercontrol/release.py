@@ -1,4 +1,5 @@
-"""Which release of Master Control this process runs, for heartbeats and the client API.
+"""Which release of Master Control this process runs: for heartbeats and the client API, and
+for the daemon, which keeps FATAL across a restart only within one release.
 
 The deploy layout puts each release's venv at `install_dir/releases/<id>/venv` with a `RELEASE`
 file beside it; `MCTL_RELEASE` overrides it (tests, hand-made installs).
