@@ -61,13 +61,8 @@ class Remote:
             current = st["current"]
             previous = st["previous"] if current == release_id else current
             prev = previous if isinstance(previous, str) else None
-            made = conn.run(layout.prepare_command(where, release_id))
-            if made.failed:
-                return Result(client.name, Outcome.FAILED, f"mkdir: {made.stderr.strip()}", prev)
-            argv = rsync_argv(staged, client, where.release(release_id), self.ssh)
-            copied = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if copied.returncode != 0:
-                why = f"rsync failed ({copied.returncode}): {copied.stderr.strip()[-500:]}"
+            why = self._transfer(conn, client, where, release_id, staged)
+            if why is not None:
                 return Result(client.name, Outcome.FAILED, why, prev)
             cmd = layout.install_command(where, release_id, self.keep_releases, client.python)
             done = conn.run(cmd)
@@ -131,16 +126,28 @@ class Remote:
         except ConnectFailed as exc:
             return self._not_reached(client, exc)
         try:
-            made = conn.run(layout.prepare_command(where, release_id))
+            why = self._transfer(conn, client, where, release_id, staged)
+        except (OSError, EOFError) as exc:
+            return Result(client.name, Outcome.FAILED, f"connection lost: {exc}")
         finally:
             conn.close()
+        if why is not None:
+            return Result(client.name, Outcome.FAILED, why)
+        return Result(client.name, Outcome.UPDATED, f"copied to {where.release(release_id)}")
+
+    def _transfer(
+        self, conn: Connection, client: InventoryClient, where: layout.RemoteLayout,
+        release_id: str, staged: Path,
+    ) -> str | None:  # fmt: skip
+        """Make the release dir and rsync the staged release into it; why not, or None."""
+        made = conn.run(layout.prepare_command(where, release_id))
         if made.failed:
-            return Result(client.name, Outcome.FAILED, f"mkdir: {made.stderr.strip()}")
+            return f"mkdir: {made.stderr.strip()}"
         argv = rsync_argv(staged, client, where.release(release_id), self.ssh)
         copied = subprocess.run(argv, capture_output=True, text=True, check=False)
         if copied.returncode != 0:
-            return Result(client.name, Outcome.FAILED, f"rsync: {copied.stderr.strip()[-500:]}")
-        return Result(client.name, Outcome.UPDATED, f"copied to {where.release(release_id)}")
+            return f"rsync failed ({copied.returncode}): {copied.stderr.strip()[-500:]}"
+        return None
 
 
 def parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

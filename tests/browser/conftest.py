@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import Daemon, wait_for
+from tests.integration.test_central_service import request
 from tests.integration.test_internal_services import free_port
 
 CHROMIUM = os.environ.get("MCTL_CHROMIUM", "/usr/bin/chromium")
@@ -40,16 +39,7 @@ class Fleet:
     devices: dict[str, Daemon] = field(default_factory=dict)
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {OPERATOR}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+        return request(self.url + path, OPERATOR, method, body)
 
     def status_of(self, name: str) -> str | None:
         try:

@@ -128,6 +128,17 @@ def test_validate_refuses_unknown_accounts_with_file_and_line(daemon: Daemon) ->
     assert f"{group}:6: group: no such group 'no_such_group_mct' on this host" in out.stdout
 
 
+def _validate_as(account: pwd.struct_passwd, conf: Path) -> subprocess.CompletedProcess[str]:
+    """`mastercontrol-ctl validate` of `conf`, run as `account`."""
+    return subprocess.run(
+        ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+         "--clear-groups", sys.executable, "-m", "mastercontrol.ctl.main",
+         "--config-dir", str(conf), "validate"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+    )  # fmt: skip
+
+
 def test_user_needs_a_root_daemon(account: pwd.struct_passwd) -> None:
     # validate runs as an ordinary user here, as a daemon not started by root would.
     conf = Path(tempfile.mkdtemp(prefix="mct-conf-"))
@@ -139,22 +150,10 @@ def test_user_needs_a_root_daemon(account: pwd.struct_passwd) -> None:
             f"entry_point: sleep_forever\nuser: {account.pw_name}\n"
         )
         path.chmod(0o644)
-        out = subprocess.run(
-            ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
-             "--clear-groups", sys.executable, "-m", "mastercontrol.ctl.main",
-             "--config-dir", str(conf), "validate"],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
-            env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
-        )  # fmt: skip
+        out = _validate_as(account, conf)
         assert out.returncode == 0, out.stdout + out.stderr  # its own account: fine
         path.write_text(path.read_text().replace(account.pw_name, "nobody"))
-        out = subprocess.run(
-            ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
-             "--clear-groups", sys.executable, "-m", "mastercontrol.ctl.main",
-             "--config-dir", str(conf), "validate"],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
-            env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
-        )  # fmt: skip
+        out = _validate_as(account, conf)
         assert out.returncode == 1, out.stdout + out.stderr
         expected = f"{path}:5: user: needs the daemon to run as root (it runs as uid "
         assert expected in out.stdout, out.stdout
