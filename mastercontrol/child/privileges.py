@@ -1,7 +1,10 @@
 """Who a workload child runs as and what environment it sees: `user:`, `group:`, `clean_env:`.
 
-Runs IN THE CHILD, after fork and before the workload's code (child/spawn.py calls it in its
-ordered bootstrap); the master never changes its own credentials or environment. The accounts
+The credential drop runs IN THE CHILD, after fork and before the workload's code (child/spawn.py
+calls it in its ordered bootstrap); the master never changes its own credentials or environment.
+The workload's environment is computed by the master before the fork (`workload_environment`,
+via child/spawn.py), so a `user:` account that is gone fails that start in the master: an
+OSError there, which the master records as a failed spawn. The accounts
 are looked up with config/accounts.py, as `validate` looks them up. Imports only the standard
 library and mastercontrol.config.accounts (never store, daemon, sqlite3, yaml or psutil).
 
@@ -28,8 +31,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINIMAL_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ")  # plus every LC_*
 
 
-class PrivilegeError(Exception):
-    """The account is gone or a credential call failed; the bootstrap exits 120 with this."""
+class PrivilegeError(OSError):
+    """The account is gone or a credential call failed: in the child the bootstrap exits 120
+    with this; in the master (the environment lookup) the start fails like any spawn error."""
 
 
 def _account(user: str) -> pwd.struct_passwd:

@@ -84,6 +84,24 @@ def test_user_and_group_are_taken_in_the_child_before_the_workload_runs(
     assert daemon.status("as_group")["last_exit"]["exit_code"] == 0
 
 
+def test_a_user_deleted_under_a_running_daemon_fails_that_start_not_the_daemon(
+    daemon: Daemon, account: pwd.struct_passwd
+) -> None:
+    daemon.workload("as_user", "sleep_forever", user=account.pw_name)
+    daemon.workload("other", "sleep_forever")
+    daemon.start()
+    daemon.wait_state("as_user", "RUNNING")
+    other = daemon.wait_state("other", "RUNNING")["pid"]
+    # -f: the running workload is this user's process
+    subprocess.run(["userdel", "-f", account.pw_name], check=True, capture_output=True)
+    daemon.ctl("restart", "as_user", check=False)
+    daemon.wait_state("as_user", "BACKOFF", "FATAL")
+    log = (daemon.log_dir / "mastercontrold.log").read_text()
+    assert f"as_user: cannot start a run: user {account.pw_name!r} does not exist" in log, log
+    assert daemon.proc is not None and daemon.proc.poll() is None  # the daemon lives on
+    assert daemon.status("other")["pid"] == other  # nothing else disturbed
+
+
 def test_max_processes_caps_the_users_processes(daemon: Daemon, account: pwd.struct_passwd) -> None:
     daemon.workload(
         "forker",
