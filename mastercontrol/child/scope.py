@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mastercontrol.child import cgroup
-from mastercontrol.child.execspawn import ExecChild
+from mastercontrol.child.execspawn import ExecChild, fast_path_applies
 from mastercontrol.child.group import MARKER, killpg, start_ticks
 from mastercontrol.child.spawn import ChildSpec, SpawnedChild
 
@@ -46,11 +46,12 @@ class RunScopes:
         def spawn_in_scope(spec: ChildSpec, close_fds: Iterable[int]) -> SpawnedChild | ExecChild:
             spec = self._prepare(spec)
             path = Path(spec.cgroup) if spec.cgroup else None
-            # A `command:` run may be posix_spawn'ed (child/execspawn.py): it cannot join by
-            # itself, and moving it in afterwards loses the race with its first fork. A child
+            # A run the fast path takes is posix_spawn'ed (child/execspawn.py): it cannot join
+            # by itself, and moving it in afterwards loses the race with its first fork. A child
             # starts in its parent's cgroup, so the master steps into the run's cgroup for the
-            # spawn and back out (no controllers: moving costs two small writes).
-            inside = path is not None and spec.command is not None and self._enter(path)
+            # spawn and back out (no controllers: moving costs two small writes). A forked run
+            # joins in its own bootstrap.
+            inside = path is not None and fast_path_applies(spec) and self._enter(path)
             try:
                 child = spawn(spec, close_fds)
             except BaseException:

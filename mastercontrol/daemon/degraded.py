@@ -77,8 +77,7 @@ class StateGuard:
         """`reset NAME`: the workload's run count starts from 0 and it goes on; a held one is
         released. When the last held one is released, the loss is accepted as a whole."""
         life = self.lifecycle
-        life.history.save(life.store.reset_runs, w.name)
-        w.runs = 0
+        life.reset_runs(w)
         was_held = w.held
         if self.lost is not None:
             life.history.save(life.store.set_meta, ACCEPTED_PREFIX + w.name, "1")

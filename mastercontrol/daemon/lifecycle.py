@@ -237,12 +237,16 @@ class Lifecycle:
             self._up(w)
         log.debug("%s: started pid %d (run %s)", w.name, child.pid, w.run_id)
 
+    def reset_runs(self, w: Workload) -> None:
+        """The run count (and the failed runs counted with it) starts from 0, durably."""
+        self.history.save(self.store.reset_runs, w.name)
+        w.runs, w.failed_runs, w.last_failure = 0, 0, None
+
     def start_now(self, w: Workload) -> None:
         """An operator's start of an idle workload: a fresh count of failures (and of runs, for
         a COMPLETED script); an agent runs now and keeps its schedule."""
         if w.state is S.COMPLETED:
-            self.history.save(self.store.reset_runs, w.name)  # a new batch of max_runs
-            w.runs, w.failed_runs, w.last_failure = 0, 0, None
+            self.reset_runs(w)  # a new batch of max_runs
         w.failures = 0
         self.timers.cancel(TimerKey(K.RETRY, w.name))
         w.retry_wall = None

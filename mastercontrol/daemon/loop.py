@@ -188,10 +188,11 @@ class MasterLoop:
         timeout = self.timers.timeout(self.clock.monotonic())
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
-        if self.lifecycle.schedules_armed():
+        if (timeout is None or timeout > JUMP_CHECK_INTERVAL) and self.lifecycle.schedules_armed():
             # A cron tick waits on a monotonic timer computed from the wall clock: look at the
             # wall clock at least every JUMP_CHECK_INTERVAL, so a step re-plans within a second.
-            timeout = JUMP_CHECK_INTERVAL if timeout is None else min(timeout, JUMP_CHECK_INTERVAL)
+            # (Asked only when the sleep would be longer: a busy loop never scans the agents.)
+            timeout = JUMP_CHECK_INTERVAL
         ready = self.selector.select(timeout)
         self.wakeups += 1
         try:
