@@ -112,8 +112,10 @@ def forward(
     workload: str | None,
     actor: str,
     body: Any = None,
+    timeout: float | None = None,
 ) -> Reply:
-    """One call to the client's API at the URL the roster approves, with that client's token;
+    """One call to the client's API at the URL the roster approves, with that client's token,
+    within `timeout` (default `central.client_timeout`);
     `action` (None for reads) is recorded as an event with its result. Raises
     ClientUnreachable (also when the central knows no acceptable URL). Used by the API's
     remote-control routes and by the dashboard's buttons alike."""
@@ -135,7 +137,8 @@ def forward(
         )  # fmt: skip
     token = central.roster.call_token(state.name)
     try:
-        reply = call_client(target, method, path, token, body=body, timeout=central.client_timeout)
+        wait = central.client_timeout if timeout is None else timeout
+        reply = call_client(target, method, path, token, body=body, timeout=wait)
     except ClientUnreachable as exc:
         note(exc.code)
         raise

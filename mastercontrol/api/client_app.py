@@ -51,8 +51,13 @@ def ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise unreachable(f"the master does not answer: {exc}") from None
 
 
+def is_workload_name(name: str) -> bool:
+    """A name a workload (or internal service) may have; never `.`, `..` or `@@x`."""
+    return bool(_NAME_RE.fullmatch(name)) and name.strip(".") != ""
+
+
 def workload_name(name: str) -> str:
-    if not _NAME_RE.fullmatch(name) or name.strip(".") == "":
+    if not is_workload_name(name):
         raise APIError(400, "bad_request", "not a valid workload name")
     return name
 

@@ -20,6 +20,7 @@ import bottle
 from mastercontrol.api import dashboard_views as v
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
+from mastercontrol.api.client_app import is_workload_name
 from mastercontrol.api.dashboard_auth import Session, Sessions, new_secret, same_secret
 from mastercontrol.fleet.fleetstore import ClientState
 from mastercontrol.fleet.intake import NAME_RE
@@ -55,10 +56,12 @@ def _render(name: str, code: int = 200, **ctx: Any) -> str:
     return str(bottle.template(name, template_lookup=TEMPLATE_LOOKUP, v=v, **ctx))
 
 
-def install_dashboard(app: bottle.Bottle, central: Central) -> Sessions:
-    """Mount the dashboard's routes on the central `app`; returns its session table."""
+LOG_TAIL_TIMEOUT = 2.0  # seconds a client page waits for the device's log tail
+
+
+def install_dashboard(app: bottle.Bottle, central: Central) -> None:
+    """Mount the dashboard's routes (and its session table) on the central `app`."""
     sessions = Sessions()
-    app.config["mastercontrol.sessions"] = sessions
     operator = TokenCheck(central.operator_token)
 
     @app.hook("after_request")  # type: ignore[untyped-decorator]
@@ -256,7 +259,12 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> Sessions:
             return [], f"the client is {v.STATUS_LABEL.get(status, status)}: no log tail"
         path = f"/api/v1/workloads/{path_segment(name)}/logs?lines={LOG_LINES}"
         try:
-            reply = forward(central, state, "GET", path, action=None, workload=name, actor="")
+            # Every refresh of an open client page asks again: a hung device must not hold
+            # one of the central's threads for the whole client_timeout each time.
+            reply = forward(
+                central, state, "GET", path, action=None, workload=name, actor="",
+                timeout=min(LOG_TAIL_TIMEOUT, central.client_timeout),
+            )  # fmt: skip
         except ClientUnreachable as exc:
             return [], exc.message
         body = reply.body if isinstance(reply.body, dict) else {}
@@ -272,7 +280,7 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> Sessions:
             return refused(session, problem)
         assert session is not None
         state = client_or_none(name)
-        if state is None or action not in ACTIONS or not NAME_RE.fullmatch(workload.lstrip("@")):
+        if state is None or action not in ACTIONS or not is_workload_name(workload):
             return page("missing", session, 404, what="No such client, workload or action.")
         actor = f"dashboard@{bottle.request.remote_addr or 'unknown'}"
         path = f"/api/v1/workloads/{path_segment(workload)}/{action}"
@@ -326,8 +334,6 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> Sessions:
     @app.get("/static/<filename:re:[a-z]+\\.(css|js)>")  # type: ignore[untyped-decorator]
     def static(filename: str) -> Any:
         return bottle.static_file(filename, root=STATIC)
-
-    return sessions
 
 
 def _message(body: dict[str, Any]) -> str:

@@ -318,6 +318,9 @@ def _daemon_from_text(text: str, source: str) -> tuple[DaemonConfig, list[Proble
     return config, problems
 
 
+TOKEN_KEYS = frozenset({"api_token", "api_token_file"})
+
+
 def _beside(source: str, values: dict[str, Any]) -> dict[str, Any]:
     """`values` with a relative `api_token_file` taken from the directory of `source` (the file
     that names it), so a config dir carries its token files with it wherever it is run from."""
@@ -374,7 +377,10 @@ def _inventory_from_text(text: str, source: str) -> tuple[Inventory, list[Proble
             seen[name] = c.lines["name"]
         problems.extend(own)
         if not own:
-            values = _beside(source, {**defaults, **c.values})
+            inherited = defaults
+            if TOKEN_KEYS & c.values.keys():  # a client's own token replaces the default's
+                inherited = {k: v for k, v in defaults.items() if k not in TOKEN_KEYS}
+            values = _beside(source, {**inherited, **c.values})
             values["env"] = {**defaults.get("env", {}), **c.values.get("env", {})}
             clients.append(InventoryClient(**values))
     inventory = Inventory(clients=tuple(clients), source=source, deploy=deploy, **fleet)
@@ -410,15 +416,14 @@ def load_config_files(
     daemon_text: str | None = None,
     *,
     daemon_source: str = DAEMON_FILE,
-    on_host: bool = False,
 ) -> ConfigSet:
-    """Validate workload files given as {filename: yaml text}: their text only, unless
-    `on_host` (then also that each can run here, as `load_config_dir` always checks).
+    """Validate workload files given as {filename: yaml text}: their text only (`load_config_dir`
+    also checks that each can run here).
 
     Names are used as given in messages. A `daemon.yaml` among `files` is the daemon config when
     `daemon_text` is None; `inventory.yaml` is ignored; any other name must end in .yaml/.yml.
     """
-    return _load(files, daemon_text, daemon_source, [], on_host)
+    return _load(files, daemon_text, daemon_source, [], on_host=False)
 
 
 def _load(

@@ -176,10 +176,8 @@ def _workloads(raw: Any, problems: list[str]) -> tuple[dict[str, Any], ...]:
         kept["version"] = version if isinstance(version, str) and len(version) <= MAX_TEXT else None
         kept["last_exit"] = _bounded_json(item.get("last_exit"), depth=2)
         kept["internal"] = item.get("internal") is True
-        started = item.get("started_at")  # the device's wall clock: uptime = sent_at - this
-        kept["started_at"] = None
-        if isinstance(started, int | float) and not isinstance(started, bool):
-            kept["started_at"] = float(started) if math.isfinite(started) else None
+        # The device's wall clock: uptime = sent_at - this.
+        kept["started_at"] = _number_or_none(item.get("started_at"))
         out.append(kept)
     return tuple(out)
 

@@ -301,6 +301,8 @@ class FakeClientAPI(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         status, reply = 200, {"name": "w", "pid": 7}
+        if "/logs" in self.path:  # device text: the dashboard must escape it
+            reply = {"name": "w", "lines": ["<b>device</b> line"]}
         if "/missing/" in self.path:
             status, reply = 404, {"error": {"code": "unknown_workload", "message": "no"}}
         if "/broken/" in self.path:

@@ -304,7 +304,8 @@ def test_the_client_page_shows_workloads_charts_and_the_log_tail(
     assert "internal" in internal and "<form" not in internal
     assert html.count("<polyline") == 2  # CPU and temperature have history; memory has none
     assert "no history yet" in html
-    assert "Log: w" in html  # the stand-in answers the log call with a JSON object
+    assert "Log: w" in html
+    assert "&lt;b&gt;device&lt;/b&gt; line" in html and "<b>device</b>" not in html
     assert any(p.startswith("/api/v1/workloads/w/logs") for _, p, _, _ in FakeClientAPI.seen)
 
 
@@ -323,6 +324,9 @@ def test_a_button_restarts_through_the_clients_api_and_says_so(
     page = browser.get("/clients/pi-01?log=none").body.decode()
     assert 'class="flash ok"' in page and "restart w on pi-01: done" in page
     assert 'class="flash' not in browser.get("/clients/pi-01?log=none").body.decode()  # once
+    for bad in ("@@x", "..", "."):  # names the API route refuses are refused here too
+        assert browser.post(f"/clients/pi-01/workloads/{bad}/stop", {"csrf": csrf}).status == 404
+    assert len(FakeClientAPI.seen) == 1
     # The client's refusal and an unreachable client are flash messages too, never a 500.
     browser.post("/clients/pi-01/workloads/missing/stop", {"csrf": csrf})
     page = browser.get("/clients/pi-01?log=none").body.decode()
@@ -352,8 +356,10 @@ def test_deployments_and_events_pages(rig: Rig, browser: Browser) -> None:
     for text in ("Batch 1", "Batch 2", "pi-01", "pi-02", "health gate: FATAL", "failed"):
         assert text in detail, text
     rig.hb("pi-01", "tok-1", workloads=[{"name": "w", "state": "FATAL"}])
+    rig.hb("pi-02", "tok-2", workloads=[{"name": "w", "state": "FATAL"}])
     rig.central.coalescer.flush()
     events = browser.get("/events").body.decode()
-    assert "fatal_entered" in events and "pi-01" in events
-    assert "pi-01" in browser.get("/events?client=pi-01").body.decode()
+    assert "fatal_entered" in events and "pi-01" in events and "pi-02" in events
+    filtered = browser.get("/events?client=pi-01").body.decode()
+    assert "fatal_entered" in filtered and "pi-02" not in filtered
     assert browser.get("/events?client=%3Cx%3E&before=zz").status == 200

@@ -198,3 +198,18 @@ def test_validate_warns_about_inventory_clients_that_share_the_operators_token(
     (conf / "daemon.yaml").write_text("central:\n  enabled: false\n")
     ctl_main(["--config-dir", str(conf), "validate"])
     assert "without a token" not in capsys.readouterr().out
+
+
+def test_a_clients_own_token_replaces_the_defaults_token_file(tmp_path: Path) -> None:
+    """defaults.api_token_file plus a client's api_token is that client's token, not both."""
+    (tmp_path / "inventory.yaml").write_text(
+        "defaults:\n  api_token_file: /etc/shared.token\n"
+        "clients:\n  - name: a\n    host: 127.0.0.1\n    api_token: own-token\n"
+        "  - name: b\n    host: 127.0.0.1\n"
+    )
+    inventory, problems = load_inventory(tmp_path / "inventory.yaml")
+    assert problems == []
+    a, b = inventory.clients
+    assert (a.api_token, a.api_token_file) == ("own-token", None)
+    assert resolve_token(a.api_token, a.api_token_file) == "own-token"
+    assert (b.api_token, b.api_token_file) == (None, "/etc/shared.token")
