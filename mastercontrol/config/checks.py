@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mastercontrol.config.cron import CronSchedule
+from mastercontrol.config.internal import is_internal
 from mastercontrol.config.paths import DAEMON_LOG_NAME
 from mastercontrol.config.yamlsource import (
     Map,
@@ -171,8 +172,6 @@ MEMORY_MB_RANGE = (
 
 
 def name_pattern(value: str) -> str:
-    if value.startswith("@"):  # config/internal.py: @client-api, @heartbeat, ...
-        raise ValueError(f"{value!r}: names starting with '@' are reserved for internal services")
     if not _NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name: use letters, digits, '_', '.', '-'")
     return value
@@ -183,13 +182,12 @@ def name_pattern(value: str) -> str:
 # output is lost; 64 stays far inside that with room for every suffix (rotation numbers, the
 # per-run names other parts derive from a workload's name) and keeps `list` readable.
 WORKLOAD_NAME_MAX = 64
-INTERNAL_PREFIX = "@"  # names of the internal services (config/internal.py): @client-api, ...
 
 
 def workload_name(value: str) -> str:
     """A workload's name: also its log file's name, so every name that is not a plain file of
     its own in the log dir is reserved."""
-    if value.startswith(INTERNAL_PREFIX):
+    if is_internal(value):  # @client-api, @heartbeat, ...
         raise ValueError(f"{value!r}: names starting with '@' are reserved for internal services")
     name_pattern(value)
     if len(value) > WORKLOAD_NAME_MAX:

@@ -9,6 +9,9 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+from mastercontrol.config import internal
 from mastercontrol.config.internal import (
     CLIENT_API,
     HEARTBEAT,
@@ -80,13 +83,15 @@ def test_a_replaced_token_file_changes_the_digest(tmp_path: Path) -> None:
     assert section_digest(settings) != first
 
 
-def test_the_digest_is_not_a_plain_hash_of_the_token() -> None:
-    import hashlib
-
-    digest = section_digest(FleetSettings(api_token=TOKEN))
-    as_json = json.dumps(dataclasses.asdict(FleetSettings(api_token=TOKEN)), sort_keys=True)
-    assert digest != hashlib.sha256(as_json.encode()).hexdigest()
+def test_the_digest_is_keyed_not_a_plain_hash_of_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The digest sits in a child's argv: without the process's own key it tells nothing."""
+    settings = FleetSettings(api_token=TOKEN)
+    digest = section_digest(settings)
     assert len(digest) == 64
+    monkeypatch.setattr(internal, "_DIGEST_KEY", b"another daemon's key".ljust(32, b"\0"))
+    assert section_digest(settings) != digest
 
 
 def test_a_workload_file_cannot_take_an_internal_name() -> None:
