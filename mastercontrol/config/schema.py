@@ -336,8 +336,6 @@ INVENTORY_DEPLOY: tuple[Setting, ...] = _bound(model.DeploySettings, (
             "How long a wave has to become healthy after its switch."),
     Setting("min_healthy_seconds", NUMBER, MODEL, non_negative,
             "How long every client of a wave must stay healthy to pass the gate."),
-    Setting("max_failed", INTEGER, MODEL, positive_int,
-            "The deployment stops once this many clients have failed."),
     Setting("keep_releases", INTEGER, MODEL, positive_int,
             "Releases kept on each client (the current and previous ones always are)."),
     Setting("config_dir", STRING, MODEL, non_empty,

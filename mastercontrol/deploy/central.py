@@ -2,16 +2,18 @@
 and, for `--dry-run`, what the central last heard from each client (`GET /api/v1/clients`).
 
 A central that cannot be reached never stops a deploy: each call returns None and the caller
-says so. Imports only the standard library; no fabric, no API code (it speaks HTTP to it).
+says so. Imports only the standard library and fleet/no_redirects.py (the token never follows a
+redirect); no fabric, no API code (it speaks HTTP to it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 import urllib.request
 from typing import Any
+
+from mastercontrol.fleet.no_redirects import call_json
 
 CENTRAL_URL_ENV = "MCTL_CENTRAL_URL"
 CENTRAL_TOKEN_ENV = "MCTL_CENTRAL_TOKEN"
@@ -31,14 +33,11 @@ class Central:
         return cls(url, token) if url else None
 
     def call(self, method: str, path: str, body: Any = None) -> Any | None:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:
-                return json.loads(resp.read(8 * 1024 * 1024) or b"null")
+            return call_json(
+                self.url + path, self.token, method, body,
+                timeout=_TIMEOUT, max_bytes=8 * 1024 * 1024,
+            )  # fmt: skip
         except (OSError, ValueError, urllib.error.URLError) as exc:
             self.last_error = f"{method} {self.url}{path}: {exc}"
             return None

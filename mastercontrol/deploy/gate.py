@@ -6,18 +6,20 @@ probe given) with an injected clock, bounded by the deadline. A FATAL workload o
 after the switch fails the client at once; BACKOFF, STARTING and a rising restart count reset its
 healthy streak.
 
-Imports only the standard library; no fabric, no daemon, no API code (it speaks HTTP to it).
+Imports only the standard library and fleet/no_redirects.py (the token never follows a
+redirect); no fabric, no daemon, no API code (it speaks HTTP to it).
 """
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from mastercontrol.fleet.no_redirects import call_json
 
 # Not healthy (yet): the workload is (re)starting or waiting to be restarted.
 _NOT_YET = frozenset(("STARTING", "BACKOFF"))
@@ -66,11 +68,7 @@ def api_probe(api_url: str, token: str | None, timeout: float = 5.0) -> Probe:
     base = api_url.rstrip("/")
 
     def get(path: str) -> Any:
-        req = urllib.request.Request(base + path)
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read(4 * 1024 * 1024))
+        return call_json(base + path, token, timeout=timeout, max_bytes=4 * 1024 * 1024)
 
     def probe() -> Snapshot:
         try:
@@ -145,7 +143,3 @@ def wait(
             break
         sleep(interval)
     return {name: t.verdict for name, t in tracks.items()}
-
-
-def passed(verdicts: dict[str, Verdict], names: Sequence[str]) -> bool:
-    return all(verdicts[n].healthy for n in names)

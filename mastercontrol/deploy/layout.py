@@ -33,7 +33,6 @@ BOOTSTRAP_EXITS = {
     7: "no such release on the client",
     8: "another bootstrap is running on the client",
 }
-EXIT_INVALID_CONFIG = 5
 
 
 def check_release_id(value: str) -> str:

@@ -3,8 +3,7 @@
 A deployment walks its waves in order. Within a wave every client is updated in parallel; then
 the health gate. Any client of the wave that failed (install or gate) rolls the whole wave back
 and stops the deployment: no later wave is touched. An unreachable client is PENDING (picked up
-by `--resume`), never failed, unless `--unreachable=fail`; `max_failed` failed clients in all
-stop the deployment too.
+by `--resume`), never failed, unless `--unreachable=fail`.
 
 Imports only the standard library and config's models; no fabric, no I/O.
 """
@@ -39,7 +38,7 @@ class Status(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # every client updated
     INCOMPLETE = "incomplete"  # nothing failed, some clients pending
-    FAILED = "failed"  # a wave failed its gate and was rolled back, or max_failed was reached
+    FAILED = "failed"  # a wave failed its gate and was rolled back
     INTERRUPTED = "interrupted"  # Ctrl-C or a lost control host; `--resume` continues it
 
 
@@ -78,10 +77,6 @@ class Result:
 def wave_failed(results: Iterable[Result]) -> bool:
     """A wave fails when any of its clients failed; pending clients do not fail it."""
     return any(r.outcome is Outcome.FAILED for r in results)
-
-
-def over_failure_budget(failed_so_far: int, max_failed: int) -> bool:
-    return failed_so_far >= max_failed
 
 
 def final_status(outcomes: Iterable[Outcome], stopped: bool) -> Status:

@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fabric import Connection
+from paramiko import SSHException
 
 from mastercontrol.config.model import InventoryClient
 from mastercontrol.deploy import layout
 from mastercontrol.deploy.plan import Outcome, Result
 from mastercontrol.deploy.ssh import ConnectFailed, Reach, SshSettings, connect, rsync_argv
+
+# A session that dies mid-command: socket errors, EOF, or paramiko's own (not an OSError).
+LOST = (OSError, EOFError, SSHException)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,7 +70,7 @@ class Remote:
                 return Result(client.name, Outcome.FAILED, why, prev)
             cmd = layout.install_command(where, release_id, self.keep_releases, client.python)
             done = conn.run(cmd)
-        except (OSError, EOFError) as exc:
+        except LOST as exc:
             return Result(client.name, Outcome.FAILED, f"connection lost: {exc}")
         finally:
             conn.close()
@@ -95,7 +99,7 @@ class Remote:
                 return Result(client.name, Outcome.ROLLED_BACK if done.ok else Outcome.FAILED,
                               reason, None)  # fmt: skip
             done = conn.run(layout.rollback_command(where, current, target))
-        except (OSError, EOFError) as exc:
+        except LOST as exc:
             return Result(client.name, Outcome.FAILED, f"connection lost: {exc}")
         finally:
             conn.close()
@@ -113,7 +117,7 @@ class Remote:
             return {"error": str(exc)}
         try:
             return self.status(conn, client)
-        except (OSError, EOFError) as exc:
+        except LOST as exc:
             return {"error": f"connection lost: {exc}"}
         finally:
             conn.close()
@@ -127,7 +131,7 @@ class Remote:
             return self._not_reached(client, exc)
         try:
             why = self._transfer(conn, client, where, release_id, staged)
-        except (OSError, EOFError) as exc:
+        except LOST as exc:
             return Result(client.name, Outcome.FAILED, f"connection lost: {exc}")
         finally:
             conn.close()

@@ -71,7 +71,7 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def probe_for(ctx: Context, client: InventoryClient) -> gate.Probe:
+def probe_for(client: InventoryClient) -> gate.Probe:
     if client.api_url is None:
         return lambda: gate.Snapshot(error="no api_url in the inventory: cannot check health")
     return gate.api_probe(client.api_url, client.api_token)
@@ -131,21 +131,13 @@ class Rollout:
     def run(self, dep: Deployment, clients: list[InventoryClient], batch: int) -> int:
         """Walk the waves; returns the exit code. KeyboardInterrupt is recorded, then re-raised."""
         self.journal.set_status(dep.id, Status.RUNNING)
-        s = self.ctx.settings
-        failed = 0
         stopped = False
         try:
             for i, wave in enumerate(plan.waves(clients, batch)):
                 self.out(f"wave {i + 1}: {', '.join(c.name for c in wave)}")
-                failed_now = self.wave(dep, wave)
-                failed += failed_now
-                if failed_now:
+                if self.wave(dep, wave):
                     stopped = True
                     self.out(f"wave {i + 1} failed: rolled back; later waves untouched")
-                    break
-                if plan.over_failure_budget(failed, s.max_failed):
-                    stopped = True
-                    self.out(f"{failed} client(s) failed (max_failed {s.max_failed}): stopping")
                     break
         except KeyboardInterrupt:
             self.journal.set_status(dep.id, Status.INTERRUPTED, "interrupted (Ctrl-C)")
@@ -174,14 +166,15 @@ class Rollout:
                 self.out(f"  {r.name}: {r.outcome}: {r.reason}")
         switched = [c for c in wave if by_name[c.name].outcome is Outcome.UPDATED]
         verdicts: dict[str, gate.Verdict] = {}
-        if switched:
+        if switched and not plan.wave_failed(results):  # a failed install rolls back anyway
             s = self.ctx.settings
             self.out(f"  gate: {len(switched)} client(s), healthy for {s.min_healthy_seconds:g}s "
                      f"within {s.health_deadline_seconds:g}s")  # fmt: skip
-            verdicts = gate.wait({c.name: probe_for(self.ctx, c) for c in switched}, dep.release,
+            verdicts = gate.wait({c.name: probe_for(c) for c in switched}, dep.release,
                                  s.health_deadline_seconds, s.min_healthy_seconds)  # fmt: skip
         failed = [n for n, v in verdicts.items() if not v.healthy]
-        failed += [r.name for r in results if r.outcome is Outcome.FAILED]
+        if plan.wave_failed(results):
+            failed += [r.name for r in results if r.outcome is Outcome.FAILED]
         if not failed:
             for c in switched:
                 self.journal.set_client(dep.id, c.name, Outcome.UPDATED, "healthy",
@@ -216,7 +209,7 @@ class Rollout:
             if r.outcome is not Outcome.ROLLED_BACK or target is None:
                 checked.append(r)
                 continue
-            v = gate.wait({c.name: probe_for(self.ctx, c)}, target,
+            v = gate.wait({c.name: probe_for(c)}, target,
                           self.ctx.settings.health_deadline_seconds, 0.0)[c.name]  # fmt: skip
             why = f"rolled back to {target} but: {v.reason}"
             checked.append(r if v.healthy else Result(c.name, Outcome.FAILED, why))

@@ -39,6 +39,7 @@ from mastercontrol import __version__
 from mastercontrol.config.load import load_daemon_config
 from mastercontrol.config.secrets import resolve_token
 from mastercontrol.errors import EX_CONFIG, IPCError, MasterControlError
+from mastercontrol.fleet import no_redirects
 from mastercontrol.fleet.heartbeat import HeartbeatPolicy, build_payload, heartbeat_url
 from mastercontrol.fleet.sysmetrics import system_metrics
 from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
@@ -76,17 +77,6 @@ class Settings:
     interval: float
     token: str | None
     api_url: str | None
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would resend the Authorization header elsewhere: treat it as a failure."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirects())
 
 
 def load_settings(config_dir: Path) -> Settings:
@@ -167,7 +157,7 @@ class HeartbeatService:
         self.sleep = sleep
         self.policy = HeartbeatPolicy(settings.interval, target=settings.url, clock=clock)
         self.timeout = min(HTTP_TIMEOUT, max(1.0, settings.interval))
-        opener = _opener()
+        opener = no_redirects.opener()
         self.send = send or (
             lambda body: post_json(opener, settings.url, body, settings.token, self.timeout)
         )

@@ -123,3 +123,47 @@ def test_every_value_in_remote_commands_is_quoted() -> None:
     assert argv == ["sh", "/opt/my dir;touch /tmp/pwned/releases/r1/bootstrap.sh", "install",
                     "/opt/my dir;touch /tmp/pwned", "r1", "5", "python3; reboot"]  # fmt: skip
     assert shlex.split(layout.rollback_command(where, "r2", "r1"))[-1] == "r1"
+
+
+def test_the_deployers_http_calls_never_send_the_token_after_a_redirect() -> None:
+    """A client API or a central that redirects gets an error, not the token at a new place."""
+    import http.server
+    import threading
+
+    from mastercontrol.deploy.central import Central
+    from mastercontrol.deploy.gate import api_probe
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.path.startswith("/elsewhere"):
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{port}/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        snap = api_probe(f"http://127.0.0.1:{port}", "secret-token", timeout=5)()
+        assert snap.error is not None and "302" in snap.error
+        central = Central(f"http://127.0.0.1:{port}", "secret-token")
+        assert central.create({"release": "r1"}) is None and central.last_error
+        assert seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
