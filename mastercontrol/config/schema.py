@@ -164,7 +164,7 @@ WORKLOAD: tuple[Setting, ...] = _bound(model.WorkloadConfig, (
             "environment (or, with clean_env, to a minimal one)."),
     Setting("clean_env", BOOLEAN, MODEL, None,
             "true: the workload does not inherit the daemon's environment; it gets only PATH, "
-            "HOME, LANG, LC_*, TZ, USER and LOGNAME (for its user), plus env."),
+            "HOME, LANG, LANGUAGE, LC_*, TZ, USER and LOGNAME (for its user), plus env."),
     Setting("working_dir", STRING, None, absolute_path,
             "Directory the child starts in (entered as user, when given)."),
     Setting("user", STRING, None, account,
