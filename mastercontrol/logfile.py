@@ -127,8 +127,7 @@ class LogWriter:
         return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
 
     def _write(self, lines: list[bytes]) -> None:
-        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
-        prefix = stamp.encode("ascii") + b" "
+        prefix = line_stamp(self._clock()).encode("ascii") + b" "
         batch: list[bytes] = []
         batch_size = batch_payload = 0
         if self._fd is not None:
@@ -273,17 +272,25 @@ class LogWriter:
                 pass
 
 
+def line_stamp(when: float) -> str:
+    """The timestamp that opens every line of every log file: ISO 8601, UTC, milliseconds."""
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+
+
 class LogWriterHandler(logging.Handler):
     """The daemon's own log (mastercontrold.log) through a LogWriter: the same timestamps,
     rotation, O_NOFOLLOW, recreation of a deleted log dir and drop counting as the workload
     logs. The writer's reports about its own file are logged after the record that caused them
     (never from inside the writer), so they reach this file too once it can be written."""
 
-    def __init__(self, writer: LogWriter) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int) -> None:
         super().__init__()
-        self.writer = writer
         self._pending: list[tuple[int, str]] = []
-        writer._report = lambda level, message: self._pending.append((level, message))
+        # Checked on every line (it is a quiet log): a deleted log dir comes back at the next one.
+        self.writer = LogWriter(
+            path, max_bytes, backups, check_interval=0,
+            report=lambda level, message: self._pending.append((level, message)),
+        )  # fmt: skip
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -79,18 +79,14 @@ def create(path: Path) -> None:
 def join(path: str) -> None:
     """Move the calling process into `path` (the child bootstrap, before the workload). A str,
     not a Path: in the child every object built touches (and so copies) shared pages."""
-    fd = os.open(path + "/cgroup.procs", os.O_WRONLY)
-    try:
-        os.write(fd, b"0")  # 0: the writing process itself
-    finally:
-        os.close(fd)
+    move(path, 0)  # 0: the writing process itself
 
 
-def move(path: Path, pid: int) -> None:
+def move(path: str | Path, pid: int) -> None:
     """Move `pid` into `path` from outside (a posix_spawn'ed child cannot join by itself)."""
-    fd = os.open(path / "cgroup.procs", os.O_WRONLY)
+    fd = os.open(f"{os.fspath(path)}/cgroup.procs", os.O_WRONLY)
     try:
-        os.write(fd, str(pid).encode())
+        os.write(fd, b"%d" % pid)
     finally:
         os.close(fd)
 

@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from mastercontrol.child import cgroup
 
@@ -31,7 +32,11 @@ MARKER = "MASTERCONTROL_RUN"
 _MARKER_BYTES = MARKER.encode() + b"="
 DRAIN_SECONDS = 2.0  # how long a cgroup.kill'ed cgroup gets to empty before rmdir gives up
 
-SignalSender = Callable[..., None]  # killpg's signature: (pgid, signum, *, unreaped=False)
+
+class SignalSender(Protocol):
+    """How a run's process group is signalled (`killpg`, the scopes' `signal`, or a fake)."""
+
+    def __call__(self, pgid: int, signum: int, *, unreaped: bool = False) -> None: ...
 
 
 def killpg(pgid: int, signum: int, *, unreaped: bool = False) -> None:

@@ -19,7 +19,8 @@ and stderr, so a daemon started right after a kill -9 starts normally; the start
 every daemon start, so it never touches another daemon's runs. The master tells it, one line
 each, where the daemon log is (`log PATH`) and where run cgroups live (`cgroup DIR`).
 
-Imports only the standard library and `mastercontrol.child` (cgroup, group): importing
+Imports only the standard library and `mastercontrol.child` (cgroup, group), and at cleanup the
+log line stamp of `mastercontrol.logfile`: importing
 anything heavier here would defeat starting early.
 """
 
@@ -130,9 +131,10 @@ def cleanup(start_id: str, master: int, settings: dict[str, str]) -> list[str]:
 
 def _log(path: str | None, message: str) -> None:
     """One line in the daemon log's format, appended to the log file and written to stderr."""
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-    line = f"{stamp},{int(now % 1 * 1000):03d} WARNING mastercontrol.keeper: {message}\n"
+    # Imported only now, once the master is gone: nothing of it sits in the keeper before.
+    from mastercontrol.logfile import line_stamp
+
+    line = f"{line_stamp(time.time())} WARNING mastercontrol.keeper: {message}\n"
     data = line.encode(errors="replace")
     if path:
         try:

@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Protocol, assert_never
 
-from mastercontrol.child.group import killpg, sweep_interrupted
+from mastercontrol.child.group import SignalSender, killpg, sweep_interrupted
 from mastercontrol.child.spawn import ChildSpec
 from mastercontrol.config.model import RunMode, WorkloadConfig
 from mastercontrol.daemon.history import History
@@ -67,12 +67,6 @@ class Child(Protocol):
 
 
 Spawner = Callable[[ChildSpec, Iterable[int]], Child]
-
-
-class SignalSender(Protocol):
-    """How the lifecycle signals a child's process group (`killpg`, or a fake in tests)."""
-
-    def __call__(self, pgid: int, signum: int, *, unreaped: bool = False) -> None: ...
 
 
 def _merge_after_stop(pending: AfterStop | None, new: AfterStop) -> AfterStop:

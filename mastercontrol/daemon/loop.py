@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mastercontrol import __version__
-from mastercontrol.child.group import killpg
+from mastercontrol.child.group import SignalSender, killpg
 from mastercontrol.config.internal import internal_workloads, is_internal
 from mastercontrol.config.load import load_config_dir
 from mastercontrol.config.model import ConfigSet, DaemonConfig, WorkloadConfig
@@ -30,7 +30,7 @@ from mastercontrol.daemon.configpush import ConfigPush
 from mastercontrol.daemon.control import ControlServer
 from mastercontrol.daemon.degraded import StateGuard
 from mastercontrol.daemon.events import EventSource
-from mastercontrol.daemon.lifecycle import Lifecycle, SignalSender, Spawner
+from mastercontrol.daemon.lifecycle import Lifecycle, Spawner
 from mastercontrol.daemon.monitor import Monitor
 from mastercontrol.daemon.output import Outputs
 from mastercontrol.daemon.signals import SignalPipe

@@ -30,7 +30,7 @@ from mastercontrol.daemon.loop import MasterLoop
 from mastercontrol.daemon.systemd import Notifier
 from mastercontrol.engine.clock import SystemClock
 from mastercontrol.errors import EX_CONFIG, EX_SOFTWARE, EX_TEMPFAIL, DaemonLocked, StoreError
-from mastercontrol.logfile import LogWriter, LogWriterHandler
+from mastercontrol.logfile import LogWriterHandler
 from mastercontrol.store import identity
 from mastercontrol.store.open import open_store
 
@@ -73,9 +73,8 @@ def setup_logging(
     log cannot be opened now, stderr gets the lines whatever `to_stderr` says."""
     root = logging.getLogger("mastercontrol")
     root.setLevel(getattr(logging, level.upper()))
-    # Checked on every line (it is a quiet log): a deleted log dir comes back at the next line.
-    writer = LogWriter(log_dir / DAEMON_LOG, max_bytes, backups, check_interval=0)
-    handler = LogWriterHandler(writer)
+    handler = LogWriterHandler(log_dir / DAEMON_LOG, max_bytes, backups)
+    writer = handler.writer
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     problem = None

@@ -138,7 +138,6 @@ def accept(store: Store, db_path: Path) -> None:
         identity = _new_identity()
         store.set_meta(IDENTITY, identity)
     store.clear_lost()
-    store.set_meta(LOST_AT, None)
     write_marker(db_path, identity)
 
 

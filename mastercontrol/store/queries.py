@@ -245,10 +245,10 @@ class Store:
         return {str(r[0])[len(ACCEPTED_PREFIX) :] for r in rows}
 
     def clear_lost(self) -> None:
-        """The operator accepted the loss as a whole: forget its reason and the names."""
+        """The operator accepted the loss as a whole: forget its reason, time and the names."""
         with self.transaction():
             self._conn.execute(
-                "DELETE FROM meta WHERE key = 'lost_reason' OR key LIKE ?",
+                "DELETE FROM meta WHERE key IN ('lost_reason', 'lost_at') OR key LIKE ?",
                 (ACCEPTED_PREFIX + "%",),
             )
 
