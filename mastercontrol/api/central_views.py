@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mastercontrol.api.errors import APIError
@@ -34,12 +34,12 @@ MAX_BATCHES = 1000
 MAX_BATCH_CLIENTS = 10000
 
 
-def _metrics_of(state: ClientState) -> dict[str, float | None]:
-    hb = Heartbeat(state.name, 0.0, None, None, None, (), state.system)
-    return hb.metrics()
+def metrics_of(state: ClientState) -> dict[str, float | None]:
+    """The summary metrics of the client's latest heartbeat (the API's and the dashboard's)."""
+    return Heartbeat(state.name, 0.0, None, None, None, (), state.system).metrics()
 
 
-def _throttled(system: dict[str, Any]) -> bool | None:
+def throttled(system: Mapping[str, Any]) -> bool | None:
     flags = system.get("throttling")
     if not isinstance(flags, dict):
         return None
@@ -61,8 +61,8 @@ def client_summary(state: ClientState, status: Liveness) -> dict[str, Any]:
         "last_seen": state.last_seen,
         "workloads_total": len(state.workloads),
         "workloads_failed": failed,
-        "metrics": _metrics_of(state),
-        "throttled": _throttled(state.system),
+        "metrics": metrics_of(state),
+        "throttled": throttled(state.system),
     }
 
 

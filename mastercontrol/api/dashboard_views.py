@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from mastercontrol.api.central_views import FAILED_STATES, metrics_of, throttled
 from mastercontrol.fleet.fleetstore import ClientState
-from mastercontrol.fleet.intake import Heartbeat
 from mastercontrol.fleet.liveness import ALL_STATUSES, Liveness
 
 PER_PAGE = 100
 MAX_PER_PAGE = 500
-FAILED_STATES = frozenset({"FATAL", "BACKOFF"})
 STATUS_LABEL = {
     "online": "online",
     "stale": "stale",
@@ -121,21 +120,10 @@ def parse_query(q: Mapping[str, str]) -> OverviewQuery:
     )
 
 
-def metrics_of(state: ClientState) -> dict[str, float | None]:
-    return Heartbeat(state.name, 0.0, None, None, None, (), state.system).metrics()
-
-
-def throttled(system: Mapping[str, Any]) -> bool | None:
-    flags = system.get("throttling")
-    if not isinstance(flags, dict):
-        return None
-    return any(v is True for k, v in flags.items() if k != "raw")
-
-
 def make_row(state: ClientState, status: Liveness | str) -> Row:
     m = metrics_of(state)
     user = [w for w in state.workloads if not w.get("internal")]
-    failed = sum(1 for w in user if w.get("state") in FAILED_STATES)
+    failed = _failed(state)
     return Row(
         name=state.name,
         status=str(status),
