@@ -173,8 +173,7 @@ class Rollout:
             verdicts = gate.wait({c.name: probe_for(c) for c in switched}, dep.release,
                                  s.health_deadline_seconds, s.min_healthy_seconds)  # fmt: skip
         failed = [n for n, v in verdicts.items() if not v.healthy]
-        if plan.wave_failed(results):
-            failed += [r.name for r in results if r.outcome is Outcome.FAILED]
+        failed += [r.name for r in results if r.outcome is Outcome.FAILED]
         if not failed:
             for c in switched:
                 self.journal.set_client(dep.id, c.name, Outcome.UPDATED, "healthy",
