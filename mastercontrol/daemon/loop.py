@@ -164,20 +164,23 @@ class MasterLoop:
         )
 
     def run(self, configs: ConfigSet) -> None:
+        """The daemon's life: start, step until stopped, close. A stop signal that lands
+        after the loop has ended (while the store closes and the process exits) asks for what
+        is already under way: it is ignored, not the default death by signal (exit -15)."""
         self.start(configs)
         try:
             while not self.done:
                 self.step()
         finally:
-            self.close()
+            self.close(stop_signals=signal.SIG_IGN)
 
-    def close(self) -> None:
+    def close(self, stop_signals: signal.Handlers = signal.SIG_DFL) -> None:
         self.monitor.close()
         self.lifecycle.kill_all()
         self.outputs.close()
         self.control.close()
         self.selector.close()
-        self.signals.uninstall()
+        self.signals.uninstall(stop_signals)
         self.signals.close()
 
     # ------------------------------------------------------------------ one step

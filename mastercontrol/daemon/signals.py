@@ -61,9 +61,11 @@ class SignalPipe:
                 seen.append(signum)
         return seen
 
-    def uninstall(self) -> None:
+    def uninstall(self, stop_signals: signal.Handlers = signal.SIG_DFL) -> None:
+        """Back to the default dispositions; SIGTERM, SIGINT and SIGHUP to `stop_signals`."""
         for signum in HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
+            stop = signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            signal.signal(signum, stop_signals if stop else signal.SIG_DFL)
         signal.set_wakeup_fd(self._old_wakeup)
 
     def close(self) -> None:

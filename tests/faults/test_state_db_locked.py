@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.faults.probes import answers, integrity, run_rows
 from tests.integration.harness import REPO, Daemon, wait_for
 
-MAX_RUNS = 60
+MAX_RUNS = 150  # each run is one chance for the holder: enough under load
 HOLDS = 2
 
 
