@@ -6,8 +6,8 @@ memory by `max_line`, whatever the workload prints. No error of the file system 
 the caller: data that cannot be written is counted in `dropped_bytes` and the writer tries the
 file again after `retry_interval` seconds; supervision never stops for a log. A log dir (or
 file) deleted under an open writer is noticed at the first write `check_interval` after the
-last check (the open file has no link left), recreated, and what was written since that check
-is counted as dropped. Each incident (a failure after a success) is reported once through
+last check (the open file has no link left), recreated (the dir with its old mode and group),
+and what was written since that check is counted as dropped. Each incident (a failure after a success) is reported once through
 `report`, and its end (the first write that works again) once more: a full disk or a deleted
 dir costs two log lines, not one per write. Writes go to a regular file, so they do not block
 on a reader. `read_tail` reads the same files back.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -74,6 +75,7 @@ class LogWriter:
         self._check_at = float("-inf")
         self.check_interval = check_interval
         self._unchecked = 0  # payload written since the file was last seen linked
+        self._dir_look: tuple[int, int] | None = None  # the log dir's (mode, gid) at first open
         self._report = report
         self._trouble: str | None = None  # the incident in progress (its first error), if any
         # Counters of workload output bytes; a line's newline and timestamp are not counted.
@@ -211,9 +213,12 @@ class LogWriter:
             try:
                 fd = os.open(self.path, flags, 0o640)
             except FileNotFoundError:  # the log dir was removed: make it again
-                self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                self._make_dir()
                 fd = os.open(self.path, flags, 0o640)
             self._size = os.fstat(fd).st_size
+            if self._dir_look is None:
+                st = os.stat(self.path.parent)
+                self._dir_look = (stat.S_IMODE(st.st_mode), st.st_gid)
         except OSError as exc:
             self._fail(exc)
             return False
@@ -221,6 +226,15 @@ class LogWriter:
         self._unchecked = 0
         self.last_error = None
         return True
+
+    def _make_dir(self) -> None:
+        """The log dir again, as it was when this writer first opened its file: its mode
+        (setgid included) and group, so the logs in it take `daemon.socket_group` again."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._dir_look is not None:
+            mode, gid = self._dir_look
+            os.chown(self.path.parent, -1, gid)
+            os.chmod(self.path.parent, mode)  # after chown, which may clear setgid
 
     def _rotate(self) -> bool:
         """name.log -> name.log.1 -> ... -> name.log.<backups> (the oldest is replaced)."""

@@ -5,6 +5,7 @@ made the daemon append workload output to its target and `logs` print a 0600 fil
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -122,3 +123,22 @@ def test_a_world_writable_log_dir_is_refused(daemon: Daemon) -> None:
     assert daemon.proc.wait(30) == EX_CONFIG
     assert "world-writable" in daemon.stderr()
     assert str(daemon.log_dir) in daemon.stderr()
+
+
+def test_a_deleted_log_dir_comes_back_with_its_group_and_setgid(daemon: Daemon) -> None:
+    """It came back 0750 owned by the daemon's group (root), not `socket_group`: the members
+    of that group could no longer read the logs written after the deletion."""
+    staff = 50
+    daemon.write("daemon.yaml", "daemon:\n  socket_group: staff\n")
+    _chatty(daemon)
+    daemon.start()
+    talker = daemon.log_dir / "talker.log"
+    wait_for(talker.exists, what="talker.log")
+    before = os.stat(daemon.log_dir)
+    assert before.st_mode & stat.S_ISGID and before.st_gid == staff
+    shutil.rmtree(daemon.log_dir)
+    wait_for(talker.exists, what="talker.log recreated")
+    after = os.stat(daemon.log_dir)
+    assert stat.S_IMODE(after.st_mode) == stat.S_IMODE(before.st_mode), f"{after.st_mode:o}"
+    assert after.st_gid == staff
+    assert os.stat(talker).st_gid == staff
