@@ -7,8 +7,8 @@ the caller: data that cannot be written is counted in `dropped_bytes` and the wr
 file again after `retry_interval` seconds; supervision never stops for a log. A log dir (or
 file) deleted under an open writer is noticed at the first write `check_interval` after the
 last check (the open file has no link left), recreated (the dir with its old mode and group),
-and what was written since that check is counted as dropped. Each incident (a failure after a success) is reported once through
-`report`, and its end (the first write that works again) once more: a full disk or a deleted
+and what was written since that check is counted as dropped. Each incident (a failure after a
+success) is reported once through `report`, and its end (the first write that works again) once more: a full disk or a deleted
 dir costs two log lines, not one per write. Writes go to a regular file, so they do not block
 on a reader. `read_tail` reads the same files back.
 
