@@ -1,16 +1,16 @@
 """One workload's log file: timestamped lines from its output pipe, rotated by size.
 
-The master owns one `LogWriter` per workload and feeds it whatever it read from the child's
-pipe. Disk use is bounded by (backups + 1) * max_bytes (plus at most one line per file) and
-memory by `max_line`, whatever the workload prints. No error of the file system ever reaches
-the caller: data that cannot be written is counted in `dropped_bytes` and the writer tries the
-file again after `retry_interval` seconds; supervision never stops for a log. A log dir (or
-file) deleted under an open writer is noticed at the first write `check_interval` after the
-last check (the open file has no link left), recreated (the dir with its old mode and group),
-and what was written since that check is counted as dropped. Each incident (a failure after a
-success) is reported once through `report`, and its end (the first write that works again) once more: a full disk or a deleted
-dir costs two log lines, not one per write. Writes go to a regular file, so they do not block
-on a reader. `read_tail` reads the same files back.
+The master owns one `LogWriter` per workload and feeds it whatever it read from the child's pipe.
+Disk use is bounded by (backups + 1) * max_bytes (plus at most one line per file) and memory by
+`max_line`, whatever the workload prints. No error of the file system ever reaches the caller: data
+that cannot be written is counted in `dropped_bytes` and the writer tries the file again after
+`retry_interval` seconds; supervision never stops for a log. A log dir (or file) deleted under an
+open writer is noticed at the first write `check_interval` after the last check (the open file has
+no link left), recreated (the dir with its old mode and group), and what was written since that
+check is counted as dropped. Each incident (a failure after a success) is reported once through
+`report`, and its end (the first write that works again) once more: a full disk or a deleted dir
+costs two log lines, not one per write. Writes go to a regular file, so they do not block on a
+reader. `read_tail` reads the same files back.
 
 Both sides of the file format live here, at the top of the package beside errors.py rather than
 in daemon/: the master writes the files (daemon/output.py) and `mastercontrol-ctl logs` reads
