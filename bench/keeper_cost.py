@@ -27,10 +27,11 @@ from bench.scenarios import _all_running, _poll, _restart_latency, _size
 MiB = 1024 * 1024
 
 
-def _keeper(run_dir: str) -> psutil.Process | None:
+def _keeper(master: int) -> psutil.Process | None:
+    """The keeper's argv ends with its master's pid (daemon/keeper.py, WAIT_SH)."""
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
-            if proc.info["name"] == "mc-keeper" and run_dir in " ".join(proc.info["cmdline"]):
+            if proc.info["name"] == "mc-keeper" and str(master) in proc.info["cmdline"][-3:]:
                 return proc
         except (psutil.Error, TypeError):
             continue
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         master = psutil.Process(drv.master_pid)
         mm = master.memory_full_info()
         kids = [c.memory_full_info().uss / MiB for c in master.children()]
-        keeper = _keeper(str(work))
+        keeper = _keeper(drv.master_pid)
         km = keeper.memory_full_info() if keeper is not None else None
         lat = _restart_latency(drv, ready, args.reps)
         median, fastest = lat["restart.median"] or 0.0, lat["restart.min"] or 0.0

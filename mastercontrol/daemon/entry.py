@@ -2,7 +2,7 @@
 
 The keeper (`mastercontrol.daemon.keeper`) is forked here, before `mastercontrol.daemon.main`
 and everything it imports (yaml, croniter, the config, the loop: ~14 MiB and ~0.2 s of
-imports) are loaded, so it costs a bare interpreter's pages, shared with the master. Installed
+imports) are loaded, so its fork (before it execs its sh) copies a small process. Installed
 as the `mastercontrold` script and used by `bin/mastercontrold` and `mastercontrol-ctl up`;
 `python -m mastercontrol.daemon.main` still works (its keeper is forked after the imports).
 Imports only `mastercontrol.daemon.keeper` at module level; the daemon itself after the fork.
