@@ -50,3 +50,19 @@ def churn(counter_path: str = "", sleep: float = 0.0) -> None:
     _mark(counter_path)
     if sleep > 0:
         time.sleep(sleep)
+
+
+def report_memory(out: str, module: str = "bench.workloads") -> None:
+    """bench/fork_pages.py: import `module` as a workload would, then append this process's
+    private memory (KiB, smaps_rollup) to `out` and stay alive."""
+    import importlib
+
+    importlib.import_module(module)
+    total = 0
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean", "Private_Dirty")):
+                total += int(line.split()[1])
+    with open(out, "a") as f:
+        f.write(f"{total}\n")
+    time.sleep(IDLE_MAX_SECONDS)
