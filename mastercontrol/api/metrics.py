@@ -1,7 +1,8 @@
 """Prometheus text exposition (format 0.0.4) of one device: workloads and the host.
 
 Owns the metric names, their HELP/TYPE lines and label escaping; it turns the master's `list`
-view, each workload's recent runs and a system_metrics() sample into text and does no I/O.
+view (asked with metrics: each workload's last run duration too) and a system_metrics() sample
+into text and does no I/O.
 Host metrics take node_exporter's names and units where one exists (`node_load1`,
 `node_memory_MemAvailable_bytes`, `node_filesystem_avail_bytes`, ...). Imports only the stdlib
 and engine/states.py.
@@ -56,19 +57,7 @@ class Exposition:
         return "\n".join(self._lines) + "\n"
 
 
-def _last_duration(runs: list[dict[str, Any]]) -> float | None:
-    # The run's own monotonic measure: ended_at - started_at is wall time, which a clock step
-    # makes negative or an hour long. A run without one (still going, lost) is passed over.
-    for run in runs:  # newest first
-        took = run.get("duration")
-        if isinstance(took, int | float) and not isinstance(took, bool):
-            return float(took)
-    return None
-
-
-def workload_families(
-    out: Exposition, views: list[dict[str, Any]], runs: Mapping[str, list[dict[str, Any]]]
-) -> None:
+def workload_families(out: Exposition, views: list[dict[str, Any]]) -> None:
     def each(key: str) -> list[Sample]:
         return [
             ({"name": v["name"]}, float(v[key]))
@@ -134,14 +123,11 @@ def workload_families(
         "Seconds the current run has been up.",
         each("uptime_seconds"),
     )
-    durations = [
-        ({"name": name}, d) for name, r in runs.items() if (d := _last_duration(r)) is not None
-    ]
     out.family(
         "mastercontrol_workload_last_run_duration_seconds",
         "gauge",
         "Duration of the workload's last finished run (monotonic clock).",
-        durations,
+        each("last_duration"),  # `list` with metrics: the newest run with a measured duration
     )
     exit_codes = [
         ({"name": v["name"]}, float(v["last_exit"]["exit_code"]))
@@ -241,11 +227,7 @@ def system_families(out: Exposition, system: Mapping[str, Any]) -> None:
         )
 
 
-def exposition(
-    listing: Mapping[str, Any],
-    runs: Mapping[str, list[dict[str, Any]]],
-    system: Mapping[str, Any],
-) -> str:
+def exposition(listing: Mapping[str, Any], system: Mapping[str, Any]) -> str:
     """The whole /metrics page."""
     out = Exposition()
     daemon = listing.get("daemon") or {}
@@ -264,6 +246,6 @@ def exposition(
         [({"version": str(daemon.get("version", ""))}, 1.0)],
     )
     views = [v for v in listing.get("workloads", []) if isinstance(v, dict) and "name" in v]
-    workload_families(out, views, runs)
+    workload_families(out, views)
     system_families(out, system)
     return out.text()

@@ -107,6 +107,9 @@ class Commands:
         if metrics:
             self.master.monitor.refresh()
         views = self._views()
+        if metrics:  # what /metrics shows besides the views, in the same round trip
+            for view in views:
+                view["last_duration"] = self.master.supervisor.last_duration(view["name"])
         if tag:
             views = [v for v in views if tag in v["tags"]]
         return {"daemon": self.master.daemon_view(), "workloads": views}

@@ -55,6 +55,9 @@ class Supervisor:
     def recent_runs(self, name: str, limit: int) -> list[RunRow]:
         return self.lifecycle.store.recent_runs(name, limit=limit)
 
+    def last_duration(self, name: str) -> float | None:
+        return self.lifecycle.store.last_duration(name)
+
     def log_dropped_bytes(self, name: str) -> int:
         """Bytes of the workload's output its log could not take (full disk, I/O errors)."""
         writer = self.lifecycle.outputs.writer(name)

@@ -376,6 +376,15 @@ class Store:
         )
         return [_run(r) for r in rows]
 
+    def last_duration(self, name: str) -> float | None:
+        """The monotonic duration of the workload's newest run that has one (ended, measured)."""
+        rows = self._rows(
+            "SELECT duration FROM runs WHERE workload = ? AND duration IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+        return float(rows[0][0]) if rows else None
+
     def run_outcomes(self, name: str) -> list[tuple[str, int | None, int, int]]:
         """(reason, exit code, how many, newest run id) over the ended runs of the workload's
         current generation (those history retention kept): what `list` counts failed runs

@@ -244,11 +244,23 @@ def test_metrics_is_prometheus_text(live: Live) -> None:
     assert "# TYPE node_load1 gauge" in text
     assert "node_memory_MemAvailable_bytes " in text
     assert 'node_filesystem_avail_bytes{label="state"' in text
+    assert "last_run_duration_seconds{" not in text  # no run has ended yet
     for line in text.splitlines():  # every sample line is NAME{labels} VALUE
         if line and not line.startswith("#"):
             name_part, _, value = line.rpartition(" ")
             float(value)
             assert name_part
+
+
+def test_metrics_show_the_last_run_duration_from_one_listing(live: Live) -> None:
+    first = live.daemon.status("svc")["pid"]
+    assert live.daemon.ctl("restart", "svc").returncode == 0
+    wait_for(lambda: (st := live.daemon.status("svc"))["state"] == "RUNNING" and st["pid"] != first)
+    text = call(live.app, "GET", "/metrics", token=TOKEN).body.decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith("mastercontrol_workload_last_run"))
+    assert line.startswith('mastercontrol_workload_last_run_duration_seconds{name="svc"} ')
+    assert float(line.rsplit(" ", 1)[1]) > 0
+    assert 'last_run_duration_seconds{name="tick"}' not in text  # it never ran
 
 
 def test_openapi_document_is_served(live: Live) -> None:

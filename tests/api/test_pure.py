@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from mastercontrol.api.auth import TokenCheck
@@ -73,17 +71,16 @@ def test_label_values_are_escaped() -> None:
 
 
 def test_exposition_has_help_and_type_once_per_family() -> None:
+    # last_duration: what `list` with metrics gives, the newest measured run (None: no run
+    # has ended yet).
     views = [
-        {"name": "a", "state": "RUNNING", "restarts": 2, "runs": 3, "metrics": None},
-        {"name": "b", "state": "FATAL", "restarts": 0, "runs": 1, "metrics": None},
-    ]
-    # "a" ended by a wall clock set back an hour: the duration is the measured one, not end-start.
-    runs: dict[str, list[dict[str, Any]]] = {
-        "a": [{"started_at": 10.0, "ended_at": 12.5 - 3600, "duration": 2.5}],
-        "b": [{"started_at": 1.0, "duration": None}],
-    }
+        {"name": "a", "state": "RUNNING", "restarts": 2, "runs": 3, "metrics": None,
+         "last_duration": 2.5},
+        {"name": "b", "state": "FATAL", "restarts": 0, "runs": 1, "metrics": None,
+         "last_duration": None},
+    ]  # fmt: skip
     system = {"load": [0.5, 0.25, 0.0], "memory": {"total_bytes": 1024}, "disk": {"log": None}}
-    text = exposition({"daemon": {"version": "1"}, "workloads": views}, runs, system)
+    text = exposition({"daemon": {"version": "1"}, "workloads": views}, system)
     assert text.count("# TYPE mastercontrol_workload_restarts_total counter") == 1
     assert 'mastercontrol_workload_restarts_total{name="a"} 2' in text
     assert 'mastercontrol_workload_last_run_duration_seconds{name="a"} 2.5' in text
