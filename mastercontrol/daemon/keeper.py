@@ -3,7 +3,7 @@
 `start()` is called first thing in mastercontrold, while the process is still small
 (`mastercontrol.daemon.entry` calls it before `mastercontrol.daemon.main` and its imports are
 loaded): it double-forks the keeper, so the keeper is nobody's child (the master never reaps
-it, never sees its SIGCHLD), and the keeper execs a few lines of sh (`WAIT_SH`), so it holds
+it, never sees its SIGCHLD), and the keeper execs a few lines of sh (`keeper.sh`), so it holds
 none of the master's pages while it waits (~0.2 MiB of its own instead of the ~5 MiB a forked
 Python kept). The keeper holds the read end of a pipe (as its stdin) whose write end only the
 master has (close-on-exec, and every workload child closes it in its bootstrap); EOF on it
@@ -75,21 +75,8 @@ def start() -> Keeper:
 
 
 # The keeper's waiting half, in sh (dash: ~0.2 MiB of its own, where a Python keeper forked
-# from the master kept ~5 MiB of pages the master went on to touch): it reads the master's
-# setting lines from stdin, the pipe, until EOF, then execs a bare Python (`-I -S`, imports
-# nothing from site-packages) for the cleanup below. Stop signals stay ignored across the exec.
-# Arguments: $1 Python, $2 the directory holding the mastercontrol package, $3 start id,
-# $4 master pid.
-WAIT_SH = r"""trap '' INT HUP TERM QUIT
-printf mc-keeper >/proc/$$/comm 2>/dev/null
-log= cg=
-while IFS=' ' read -r key value; do
-  case $key in log) log=$value ;; cgroup) cg=$value ;; esac
-done
-exec "$1" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1])
-from mastercontrol.daemon.keeper import cleanup_main
-cleanup_main(sys.argv[2:])' "$2" "$3" "$4" "$log" "$cg" </dev/null
-"""
+# from the master kept ~5 MiB of pages the master went on to touch): keeper.sh beside this file.
+WAIT_SH = str(Path(__file__).resolve().with_name("keeper.sh"))
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -107,11 +94,12 @@ def _main(read_fd: int, start_id: str, master: int) -> None:
     # No lock, socket or database of the master's stays open here (the exec closes the
     # close-on-exec ones; this closes the rest).
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    args = ["sh", "-c", WAIT_SH, "mc-keeper", sys.executable, PACKAGE_ROOT, start_id, str(master)]
+    args = ["/bin/sh", WAIT_SH, sys.executable, PACKAGE_ROOT, start_id, str(master)]
     try:
+        os.close(os.open(WAIT_SH, os.O_RDONLY))  # sh would say little if it were missing
         os.execv("/bin/sh", args)
     except OSError as exc:
-        _log(None, f"cannot start the keeper (/bin/sh): {exc.strerror}")
+        _log(None, f"cannot start the keeper ({exc.filename or '/bin/sh'}): {exc.strerror}")
 
 
 def cleanup_main(argv: list[str]) -> None:
