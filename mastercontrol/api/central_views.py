@@ -46,9 +46,21 @@ def throttled(system: Mapping[str, Any]) -> bool | None:
     return any(v is True for k, v in flags.items() if k != "raw")
 
 
+def is_failed(workload: Mapping[str, Any]) -> bool:
+    """The one rule for "failed" (API, /api/v1/fleet and dashboard alike): FATAL or BACKOFF,
+    internal `@` services included. The daemon never gives up on those (no FATAL), so one in
+    BACKOFF is a crash loop of the device's own API or heartbeat sender: a failure the operator
+    must see, not plumbing to hide."""
+    return workload.get("state") in FAILED_STATES
+
+
+def failed_count(state: ClientState) -> int:
+    return sum(1 for w in state.workloads if is_failed(w))
+
+
 def client_summary(state: ClientState, status: Liveness) -> dict[str, Any]:
     """One overview row."""
-    failed = sum(1 for w in state.workloads if w.get("state") in FAILED_STATES)
+    failed = failed_count(state)
     return {
         "name": state.name,
         "status": str(status),
@@ -116,7 +128,7 @@ def fleet_summary(coalescer: Coalescer, states: list[ClientState], now: float) -
         releases[state.release or "unknown"] += 1
         versions[state.daemon_version or "unknown"] += 1
         for w in state.workloads:
-            if w.get("state") in FAILED_STATES and len(problems) < MAX_PROBLEMS:
+            if is_failed(w) and len(problems) < MAX_PROBLEMS:
                 problems.append(
                     {"client": state.name, "workload": w.get("name"), "state": w.get("state"),
                      "restarts": w.get("restarts")}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from mastercontrol.api.central_views import FAILED_STATES, metrics_of, throttled
+from mastercontrol.api.central_views import failed_count, metrics_of, throttled
 from mastercontrol.fleet.fleetstore import ClientState
 from mastercontrol.fleet.liveness import ALL_STATUSES, Liveness
 
@@ -122,8 +122,7 @@ def parse_query(q: Mapping[str, str]) -> OverviewQuery:
 
 def make_row(state: ClientState, status: Liveness | str) -> Row:
     m = metrics_of(state)
-    user = [w for w in state.workloads if not w.get("internal")]
-    failed = _failed(state)
+    failed = failed_count(state)
     return Row(
         name=state.name,
         status=str(status),
@@ -133,7 +132,7 @@ def make_row(state: ClientState, status: Liveness | str) -> Row:
         disk=m["disk_used_percent"],
         temp=m["temperature_c"],
         throttled=throttled(state.system),
-        ok=len(user) - failed,
+        ok=len(state.workloads) - failed,
         failed=failed,
         last_seen=state.last_seen,
         tags=state.tags,
@@ -164,12 +163,6 @@ def metric(state: ClientState, key: str) -> float | None:
     return max(used) if used else None
 
 
-def _failed(state: ClientState) -> int:
-    return sum(
-        1 for w in state.workloads if w.get("state") in FAILED_STATES and not w.get("internal")
-    )
-
-
 Pair = tuple[ClientState, str]
 
 
@@ -186,7 +179,7 @@ def _sort_key(sort: str) -> Callable[[Pair], Any]:
         "name": lambda p: p[0].name,
         "status": lambda p: _STATUS_ORDER.get(p[1], 9),
         "release": lambda p: (p[0].release is None, p[0].release or ""),
-        "failed": lambda p: _failed(p[0]),
+        "failed": lambda p: failed_count(p[0]),
         "last_seen": lambda p: (p[0].last_seen is None, p[0].last_seen or 0.0),
     }
     return keys[sort]

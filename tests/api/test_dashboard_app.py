@@ -241,6 +241,26 @@ def test_the_overview_has_a_row_per_client_with_status_metrics_and_workloads(
     assert "never seen" in html.split('data-client="pi-03"')[1].split("</tr>")[0]
 
 
+def test_the_overview_and_the_api_count_failed_workloads_by_one_rule(
+    rig: Rig, browser: Browser
+) -> None:
+    # A crash-looping internal service is a failure on both (it was hidden from the dashboard).
+    wl = [
+        {"name": "a", "state": "RUNNING"},
+        {"name": "b", "state": "FATAL"},
+        {"name": "@client-api", "state": "BACKOFF", "internal": True},
+        {"name": "@heartbeat", "state": "RUNNING", "internal": True},
+    ]
+    rig.hb("pi-01", "tok-1", workloads=wl)
+    api = rig.get("/api/v1/clients/pi-01").json()
+    assert (api["workloads_total"], api["workloads_failed"]) == (4, 2)
+    failing = rig.get("/api/v1/fleet").json()["failing_workloads"]
+    assert sorted(f["workload"] for f in failing) == ["@client-api", "b"]
+    html = browser.get("/").body.decode()
+    row = html[html.index('data-client="pi-01"') :].split("</tr>")[0]
+    assert "2 ok" in row and "2 failed" in row
+
+
 def test_the_overview_filters_sorts_searches_and_pages_on_the_server(
     rig: Rig, browser: Browser
 ) -> None:
