@@ -17,7 +17,6 @@ Appends nothing by itself: paste the printed Markdown table into bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
@@ -30,16 +29,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make `bench` importable
+    sys.path.insert(0, str(REPO))
+
+from bench import central_loadgen  # noqa: E402
+
 OPERATOR = "bench-operator-token"
 INTERVAL = 30.0
 GENERATORS = 2  # load generator processes (the machine has 2 cores; the central needs one)
-CONNECT_TIMEOUT = 10.0
+STORM_BOUND = 3 * 30.0 + 60  # the storm phase: every client retried until in, at most this
 
 
 def token_of(i: int) -> str:
@@ -86,71 +92,13 @@ def request_bytes(port: int, i: int) -> bytes:
     return head.encode() + body
 
 
-async def one(port: int, i: int, stats: dict[str, Any]) -> None:
-    started = time.monotonic()
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT
-        )
-        writer.write(request_bytes(port, i))
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 30)
-        await asyncio.wait_for(reader.read(), 30)
-        writer.close()
-        code = int(status_line.split()[1]) if status_line else 0
-    except (OSError, TimeoutError, ValueError, IndexError):
-        code = 0
-    stats["latencies"].append(time.monotonic() - started)
-    if code == 200:
-        stats["ok"] += 1
-    else:
-        stats["errors"] += 1
-
-
-async def steady(port: int, ids: list[int], seconds: float, seed: int) -> dict[str, Any]:
-    """Each client in `ids` beats every INTERVAL ±10 %, first beats spread over one interval."""
-    rng = random.Random(seed)
-    stats: dict[str, Any] = {"ok": 0, "errors": 0, "latencies": []}
-    start = time.monotonic()
-    schedule = [(start + rng.uniform(0, INTERVAL), i) for i in ids]
-    schedule.sort()
-    pending: set[asyncio.Task[None]] = set()
-    import heapq
-
-    heapq.heapify(schedule)
-    end = start + seconds
-    while schedule and schedule[0][0] < end:
-        due, i = heapq.heappop(schedule)
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(port, i, stats))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        heapq.heappush(schedule, (due + INTERVAL * rng.uniform(0.9, 1.1), i))
-    if pending:
-        await asyncio.wait(pending, timeout=60)
-    return stats
-
-
-async def storm(port: int, ids: list[int]) -> dict[str, Any]:
-    """Every client at once (bounded concurrency per generator so the generator's own fds hold)."""
-    stats: dict[str, Any] = {"ok": 0, "errors": 0, "latencies": []}
-    gate = asyncio.Semaphore(2000)
-
-    async def limited(i: int) -> None:
-        async with gate:
-            await one(port, i, stats)
-
-    await asyncio.gather(*(limited(i) for i in ids))
-    return stats
-
-
 def generator(kind: str, port: int, ids: list[int], seconds: float, seed: int, out: Any) -> None:
-    if kind == "steady":
-        out.put(asyncio.run(steady(port, ids, seconds, seed)))
-    else:
-        out.put(asyncio.run(storm(port, ids)))
+    requests = {i: request_bytes(port, i) for i in ids}  # built once, before the clock starts
+    stats = central_loadgen.run(
+        port, requests, interval=INTERVAL, seconds=seconds, seed=seed, storm=kind == "storm",
+        storm_bound=STORM_BOUND,
+    )  # fmt: skip
+    out.put(stats.as_dict())
 
 
 def run_generators(kind: str, port: int, n: int, seconds: float) -> dict[str, Any]:
@@ -164,14 +112,18 @@ def run_generators(kind: str, port: int, n: int, seconds: float) -> dict[str, An
     ]
     for p in procs:
         p.start()
-    results = [out.get(timeout=seconds + 300) for _ in procs]
+    results = [out.get(timeout=max(seconds, STORM_BOUND) + 300) for _ in procs]
     for p in procs:
         p.join(timeout=30)
-    merged: dict[str, Any] = {"ok": 0, "errors": 0, "latencies": []}
+    merged: dict[str, Any] = {"ok": 0, "errors": 0, "retried": 0, "latencies": [],
+                              "by_kind": Counter(), "accepted": 0, "cpu_seconds": 0.0,
+                              "wall_seconds": 0.0}  # fmt: skip
     for r in results:
-        merged["ok"] += r["ok"]
-        merged["errors"] += r["errors"]
-        merged["latencies"] += r["latencies"]
+        for key in ("ok", "errors", "retried", "latencies", "cpu_seconds"):
+            merged[key] += r[key]
+        merged["by_kind"].update(r["by_kind"])
+        merged["accepted"] += len(r["accepted"])
+        merged["wall_seconds"] = max(merged["wall_seconds"], r["wall_seconds"])
     merged["latencies"].sort()
     return merged
 
@@ -254,6 +206,32 @@ class Central:
         return float(size or 0) / rows if rows else float("nan")
 
 
+def recorded_since(port: int, since: float) -> int:
+    """How many clients the central's memory says it heard from at or after `since` (wall)."""
+    seen, offset = 0, 0
+    while True:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/clients?limit=1000&offset={offset}",
+            headers={"Authorization": f"Bearer {OPERATOR}"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as reply:
+            page = json.load(reply)
+        clients = page["clients"]
+        seen += sum(1 for c in clients if (c["last_seen"] or 0) >= since)
+        offset += len(clients)
+        if not clients or offset >= page["total"]:
+            return seen
+
+
+def row(n: int, phase: str, stats: dict[str, Any], wall: float, **more: Any) -> dict[str, Any]:
+    return {
+        "N": n, "phase": phase, "ok/s": stats["ok"] / wall, "errors": stats["errors"],
+        "p50 ms": pct(stats["latencies"], 0.5) * 1000,
+        "p99 ms": pct(stats["latencies"], 0.99) * 1000,
+        "gen CPU %": stats["cpu_seconds"] / wall * 100, **more,
+    }  # fmt: skip
+
+
 def measure(n: int, seconds: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix=f"central-load-{n}-"))
@@ -262,6 +240,7 @@ def measure(n: int, seconds: float) -> list[dict[str, Any]]:
         startup = central.start()
         assert central.proc is not None
         proc = psutil.Process(central.proc.pid)
+        load0 = os.getloadavg()[0]
         cpu0, t0 = proc.cpu_times(), time.monotonic()
         stats = run_generators("steady", central.port, n, seconds)
         wall = time.monotonic() - t0
@@ -273,39 +252,41 @@ def measure(n: int, seconds: float) -> list[dict[str, Any]]:
         # per history_sample_seconds (300 s by default) until downsampling (after 24 h).
         per_sample = central.history_bytes_per_sample()
         growth = n * (3600 / 300) * per_sample / 2**20
-        db_after = central.db_bytes()
-        rows.append({
-            "N": n, "phase": "steady", "offered/s": n / INTERVAL,
-            "ok/s": stats["ok"] / wall, "errors": stats["errors"],
-            "p50 ms": pct(stats["latencies"], 0.5) * 1000,
-            "p99 ms": pct(stats["latencies"], 0.99) * 1000,
-            "CPU %": cpu, "RSS MiB": rss, "DB MiB/h": growth, "start s": startup,
-            "DB MiB": db_after / 2**20, "B/sample": per_sample,
-        })  # fmt: skip
-        # Reconnect storm: the central dies, comes back, and every client beats at once.
+        rows.append(row(
+            n, "steady", stats, wall, **{
+                "offered/s": n / INTERVAL, "CPU %": cpu, "RSS MiB": rss, "DB MiB/h": growth,
+                "start s": startup, "DB MiB": central.db_bytes() / 2**20,
+                "B/sample": per_sample, "load": max(load0, os.getloadavg()[0]),
+            },
+        ))  # fmt: skip
+        # Reconnect storm: the central dies, comes back, and every client beats at once; a
+        # refused or failed one is retried as the sender would (one interval later).
         central.kill()
         restart = central.start()
+        restarted_at = time.time()
         proc = psutil.Process(central.proc.pid)
         t0 = time.monotonic()
         burst = run_generators("storm", central.port, n, 0)
         burst_wall = time.monotonic() - t0
-        rows.append({
-            "N": n, "phase": "storm", "offered/s": float("nan"),
-            "ok/s": burst["ok"] / burst_wall, "errors": burst["errors"],
-            "p50 ms": pct(burst["latencies"], 0.5) * 1000,
-            "p99 ms": pct(burst["latencies"], 0.99) * 1000,
-            "CPU %": float("nan"), "RSS MiB": proc.memory_info().rss / 2**20,
-            "DB MiB/h": float("nan"), "start s": restart, "all in s": burst_wall,
-        })  # fmt: skip
-        after = run_generators("steady", central.port, n, min(seconds, 30))
-        rows.append({
-            "N": n, "phase": "after storm", "offered/s": n / INTERVAL,
-            "ok/s": after["ok"] / min(seconds, 30), "errors": after["errors"],
-            "p50 ms": pct(after["latencies"], 0.5) * 1000,
-            "p99 ms": pct(after["latencies"], 0.99) * 1000,
-            "CPU %": float("nan"), "RSS MiB": proc.memory_info().rss / 2**20,
-            "DB MiB/h": float("nan"), "start s": float("nan"),
-        })  # fmt: skip
+        lost = n - recorded_since(central.port, restarted_at)
+        rows.append(row(
+            n, "storm", burst, burst_wall, **{
+                "RSS MiB": proc.memory_info().rss / 2**20, "start s": restart,
+                "all in s": burst_wall, "retried": burst["retried"], "lost": lost,
+                "load": os.getloadavg()[0],
+            },
+        ))  # fmt: skip
+        after_wall = min(seconds, 30)
+        after = run_generators("steady", central.port, n, after_wall)
+        rows.append(row(
+            n, "after storm", after, after_wall, **{
+                "offered/s": n / INTERVAL, "RSS MiB": proc.memory_info().rss / 2**20,
+                "load": os.getloadavg()[0],
+            },
+        ))  # fmt: skip
+        for r, s in zip(rows, (stats, burst, after), strict=True):
+            if s["by_kind"]:
+                print(f"N={n} {r['phase']}: errors by kind {dict(s['by_kind'])}", flush=True)
     finally:
         central.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -313,8 +294,9 @@ def measure(n: int, seconds: float) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = ["N", "phase", "offered/s", "ok/s", "errors", "p50 ms", "p99 ms", "CPU %",
-            "RSS MiB", "DB MiB", "B/sample", "DB MiB/h", "start s", "all in s"]  # fmt: skip
+    cols = ["N", "phase", "offered/s", "ok/s", "errors", "retried", "lost", "p50 ms", "p99 ms",
+            "CPU %", "gen CPU %", "RSS MiB", "DB MiB", "B/sample", "DB MiB/h", "start s",
+            "all in s", "load"]  # fmt: skip
 
     def cell(v: Any) -> str:
         if isinstance(v, float):

@@ -26,6 +26,7 @@ from typing import Any
 import waitress.server
 
 from mastercontrol.api.central_app import Central, create_central_app
+from mastercontrol.api.central_heartbeat import with_heartbeat_fast_path
 from mastercontrol.api.server import TUNING, serve
 from mastercontrol.config.load import load_daemon_config, load_inventory
 from mastercontrol.config.model import CentralSettings
@@ -202,7 +203,10 @@ def main(
         client_timeout=settings.client_timeout_seconds,
     )
     server = waitress.server.create_server(
-        create_central_app(central), host=settings.host, port=settings.port, **CENTRAL_TUNING
+        with_heartbeat_fast_path(create_central_app(central), central),
+        host=settings.host,
+        port=settings.port,
+        **CENTRAL_TUNING,
     )
     flusher = Flusher(central, settings, inventory)
 

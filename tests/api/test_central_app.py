@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mastercontrol.api.central_app import Central, create_central_app
+from mastercontrol.api.central_heartbeat import with_heartbeat_fast_path
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import SqliteFleetStore
 from mastercontrol.fleet.liveness import LivenessRule
@@ -73,7 +74,8 @@ def build(tmp_path: Path, roster_entries: list[RosterEntry], accept: bool = Fals
         coalescer=coalescer, store=store, roster=Roster(roster_entries, OPERATOR, accept),
         operator_token=OPERATOR, client_timeout=1.0, clock=clock,
     )  # fmt: skip
-    return Rig(create_central_app(central), central, clock)
+    # As the service serves it: accepted heartbeats never reach Bottle, the rest does.
+    return Rig(with_heartbeat_fast_path(create_central_app(central), central), central, clock)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from mastercontrol.api.central_app import Central, create_central_app
+from mastercontrol.api.central_heartbeat import with_heartbeat_fast_path
 from mastercontrol.api.server import make_server
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import SqliteFleetStore
@@ -47,7 +48,9 @@ def live_central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         coalescer=coalescer, store=store, roster=Roster(entries, OPERATOR),
         operator_token=OPERATOR, client_timeout=1.0,
     )  # fmt: skip
-    server = make_server(create_central_app(central), "127.0.0.1", 0)
+    server = make_server(
+        with_heartbeat_fast_path(create_central_app(central), central), "127.0.0.1", 0
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
