@@ -104,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         now = time.time()
         store = SqliteFleetStore(Path(tmp) / "fleet.db")
-        coalescer = Coalescer(store, LivenessRule(90, 300, started_at=now - 3600))
+        coalescer = Coalescer(store, LivenessRule(90, 300, started_at=time.monotonic() - 3600))
         entries = [RosterEntry(f"pi-{i:05d}", "127.0.0.1", tags=(f"t{i % 5}",))
                    for i in range(args.clients)]  # fmt: skip
         coalescer.set_inventory(entries)

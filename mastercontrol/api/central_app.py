@@ -137,8 +137,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
 
     @app.get(f"{PREFIX}/fleet")  # type: ignore[untyped-decorator]
     def fleet() -> dict[str, Any]:
-        now = central.clock()
-        return views.fleet_summary(central.coalescer, central.coalescer.all(), now)
+        return views.fleet_summary(central.coalescer, central.coalescer.all())
 
     @app.get(f"{PREFIX}/clients")  # type: ignore[untyped-decorator]
     def clients() -> dict[str, Any]:
@@ -148,9 +147,8 @@ def create_central_app(central: Central) -> bottle.Bottle:
             raise APIError(400, "bad_request", f"status must be one of {', '.join(ALL_STATUSES)}")
         limit = query_int("limit", 100, 1, MAX_PAGE)
         offset = query_int("offset", 0, 0, 10**9)
-        now = central.clock()
         rows = views.filter_clients(
-            central.coalescer, central.coalescer.all(), now, status=status,
+            central.coalescer, central.coalescer.all(), status=status,
             tag=q.get("tag") or None, release=q.get("release") or None,
             search=q.get("q") or None,
         )  # fmt: skip
@@ -293,7 +291,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
     @app.get("/metrics")  # type: ignore[untyped-decorator]
     def prometheus() -> str:
         bottle.response.content_type = views.METRICS_CONTENT_TYPE
-        return views.exposition(central, central.coalescer.all(), central.clock())
+        return views.exposition(central, central.coalescer.all())
 
     install_dashboard(app, central)
     app.config["mastercontrol.version"] = __version__

@@ -189,7 +189,7 @@ def main(
     inventory = inventory_file(config, settings)
     store = SqliteFleetStore(fleet_db(Path(state_dir), config, settings))
     rule = LivenessRule(
-        settings.stale_after_seconds, settings.offline_after_seconds, started_at=time.time()
+        settings.stale_after_seconds, settings.offline_after_seconds, started_at=time.monotonic()
     )
     coalescer = Coalescer(store, rule, sample_every=settings.history_sample_seconds)
     coalescer.load()

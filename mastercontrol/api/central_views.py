@@ -92,7 +92,6 @@ def client_detail(state: ClientState, status: Liveness) -> dict[str, Any]:
 def filter_clients(
     coalescer: Coalescer,
     states: Iterable[ClientState],
-    now: float,
     *,
     status: str | None,
     tag: str | None,
@@ -101,6 +100,7 @@ def filter_clients(
 ) -> list[tuple[ClientState, Liveness]]:
     out: list[tuple[ClientState, Liveness]] = []
     needle = search.lower() if search else None
+    now = coalescer.monotonic()  # one reading for the whole list
     for state in states:
         live = coalescer.liveness(state, now)
         if status is not None and live != status:
@@ -116,7 +116,8 @@ def filter_clients(
     return out
 
 
-def fleet_summary(coalescer: Coalescer, states: list[ClientState], now: float) -> dict[str, Any]:
+def fleet_summary(coalescer: Coalescer, states: list[ClientState]) -> dict[str, Any]:
+    now = coalescer.monotonic()
     counts: Counter[str] = Counter({str(s): 0 for s in ALL_STATUSES})
     releases: Counter[str] = Counter()
     versions: Counter[str] = Counter()
@@ -231,8 +232,9 @@ def _batches(raw: Any) -> list[dict[str, Any]]:
 # -- /metrics ----------------------------------------------------------------------------------
 
 
-def exposition(central: Central, states: list[ClientState], now: float) -> str:
+def exposition(central: Central, states: list[ClientState]) -> str:
     out = Exposition()
+    now = central.coalescer.monotonic()
     counts: Counter[str] = Counter({str(s): 0 for s in ALL_STATUSES})
     for state in states:
         counts[str(central.coalescer.liveness(state, now))] += 1

@@ -200,11 +200,11 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         session = current()
         if session is None:
             return login_redirect()
-        now = central.clock()
+        mono = central.coalescer.monotonic()  # liveness: one reading for the whole page
         query = v.parse_query(bottle.request.query)
         states = central.coalescer.all()
-        ov = v.overview(((s, central.coalescer.liveness(s, now)) for s in states), query)
-        return page("overview", session, ov=ov, in_grace=central.coalescer.rule.in_grace(now))
+        ov = v.overview(((s, central.coalescer.liveness(s, mono)) for s in states), query)
+        return page("overview", session, ov=ov, in_grace=central.coalescer.rule.in_grace(mono))
 
     def client_or_none(name: str) -> ClientState | None:
         return central.coalescer.get(name) if NAME_RE.fullmatch(name) else None
@@ -218,7 +218,7 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         if state is None:
             return page("missing", session, 404, what=f"No client named {name!r}.")
         now = central.clock()
-        status = str(central.coalescer.liveness(state, now))
+        status = str(central.coalescer.liveness(state))
         workloads = v.workload_rows(state, now)
         since = now - HISTORY_HOURS * 3600
         charts = [

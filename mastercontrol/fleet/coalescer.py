@@ -43,15 +43,18 @@ class Coalescer:
         *,
         sample_every: float = 300.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.rule = rule
+        self.rule = rule  # its started_at is on the `monotonic` clock
         self.sample_every = sample_every
-        self.clock = clock
+        self.clock = clock  # wall: last_seen, event times (display and the DB)
+        self.monotonic = monotonic  # liveness: silence is never measured on wall time
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time (timer thread vs shutdown)
         self._states: dict[str, ClientState] = {}
         self._last_sample: dict[str, float] = {}
+        self._heard: dict[str, float] = {}  # monotonic time of the last heartbeat since start
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self._samples: list[Sample] = []
@@ -84,6 +87,7 @@ class Coalescer:
                     continue
                 if old.last_seen is None:
                     del self._states[name]
+                    self._heard.pop(name, None)
                     self._dirty.discard(name)
                     self._removed.add(name)
                 else:
@@ -95,8 +99,10 @@ class Coalescer:
     def ingest(self, hb: Heartbeat) -> ClientState:
         """Take an authenticated, validated heartbeat; returns the client's new state."""
         now = self.clock()
+        heard = self.monotonic()
         name = hb.client_name
         with self._lock:
+            self._heard[name] = heard
             old = self._states.get(name) or ClientState(name=name)
             new = dataclasses.replace(
                 old,
@@ -130,11 +136,16 @@ class Coalescer:
             return list(self._states.values())
 
     def liveness(self, state: ClientState, now: float | None = None) -> Liveness:
+        """`now` on the monotonic clock (one reading for a whole page), else read here."""
         return self.rule.status(
-            state.last_seen,
-            self.clock() if now is None else now,
+            state.last_seen is not None,
+            self._heard.get(state.name),
+            self.monotonic() if now is None else now,
             was_offline=state.status == Liveness.OFFLINE,
         )
+
+    def in_grace(self) -> bool:
+        return self.rule.in_grace(self.monotonic())
 
     # -- flushing ------------------------------------------------------------------------------
 
@@ -160,9 +171,10 @@ class Coalescer:
 
     def _take(self) -> FlushBatch:
         now = self.clock()
+        mono = self.monotonic()
         with self._lock:
-            if not self.rule.in_grace(now):
-                self._record_status_changes(now)
+            if not self.rule.in_grace(mono):
+                self._record_status_changes(now, mono)
             batch = FlushBatch(
                 clients=[self._states[n] for n in self._dirty if n in self._states],
                 removed=sorted(self._removed),
@@ -179,10 +191,11 @@ class Coalescer:
             self._samples = batch.samples + self._samples
             self._events = batch.events + self._events
 
-    def _record_status_changes(self, now: float) -> None:
-        """Called with the lock held: a status event for every client whose liveness moved."""
+    def _record_status_changes(self, now: float, mono: float) -> None:
+        """Called with the lock held: a status event for every client whose liveness moved
+        (`now` wall time for the event, `mono` for the liveness)."""
         for name, state in self._states.items():
-            status = self.liveness(state, now)
+            status = self.liveness(state, mono)
             if status == state.status:
                 continue
             detail = f"{state.status} -> {status}"

@@ -32,7 +32,7 @@ def live_central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     store = SqliteFleetStore(tmp_path_factory.mktemp("central") / "fleet.db")
     entries = [RosterEntry("pi-01", "127.0.0.1", token="tok-1")]
-    rule = LivenessRule(stale_after=90, offline_after=300, started_at=time.time())
+    rule = LivenessRule(stale_after=90, offline_after=300, started_at=time.monotonic())
     coalescer = Coalescer(store, rule)
     coalescer.set_inventory(entries)
     # A known client whose API is a closed port: remote control answers 502, never 5xx else.

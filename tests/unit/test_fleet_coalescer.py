@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> Iterator[SqliteFleetStore]:
 
 def make(store: SqliteFleetStore, clock: Clock, started_at: float = START) -> Coalescer:
     rule = LivenessRule(stale_after=90, offline_after=300, started_at=started_at)
-    c = Coalescer(store, rule, sample_every=300, clock=clock)
+    c = Coalescer(store, rule, sample_every=300, clock=clock, monotonic=clock)
     c.load()
     return c
 

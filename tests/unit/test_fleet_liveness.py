@@ -1,4 +1,5 @@
-"""Liveness: online, stale, offline, never seen, and the central's start-up grace."""
+"""Liveness: online, stale, offline, never seen, and the central's start-up grace (all times
+on the monotonic clock: `heard` is when this central last heard the client)."""
 
 from __future__ import annotations
 
@@ -23,27 +24,26 @@ RULE = LivenessRule(stale_after=90, offline_after=300, started_at=START)
 )
 def test_silence_after_the_grace_decides_the_status(silent: float, expected: Liveness) -> None:
     now = START + 10_000
-    assert RULE.status(now - silent, now) == expected
+    assert RULE.status(True, now - silent, now) == expected
 
 
 def test_a_client_without_a_heartbeat_is_never_seen() -> None:
-    assert RULE.status(None, START + 10_000) == Liveness.NEVER_SEEN
+    assert RULE.status(False, None, START + 10_000) == Liveness.NEVER_SEEN
 
 
 def test_nobody_turns_stale_until_a_full_stale_interval_after_the_start() -> None:
-    seen_yesterday = START - 86_400
+    # Seen by an earlier central (a last_seen), not heard since this one started.
     assert RULE.in_grace(START + 89)
-    assert RULE.status(seen_yesterday, START + 89) == Liveness.ONLINE
+    assert RULE.status(True, None, START + 89) == Liveness.ONLINE
     assert not RULE.in_grace(START + 90)
-    assert RULE.status(seen_yesterday, START + 90) == Liveness.STALE
-    assert RULE.status(seen_yesterday, START + 300) == Liveness.OFFLINE
+    assert RULE.status(True, None, START + 90) == Liveness.STALE
+    assert RULE.status(True, None, START + 300) == Liveness.OFFLINE
 
 
 def test_a_client_recorded_offline_before_the_start_stays_offline() -> None:
-    seen_yesterday = START - 86_400
-    assert RULE.status(seen_yesterday, START + 1, was_offline=True) == Liveness.OFFLINE
+    assert RULE.status(True, None, START + 1, was_offline=True) == Liveness.OFFLINE
     # A heartbeat after the start ends it.
-    assert RULE.status(START + 1, START + 2, was_offline=True) == Liveness.ONLINE
+    assert RULE.status(True, START + 1, START + 2, was_offline=True) == Liveness.ONLINE
 
 
 def test_thresholds_must_be_ordered() -> None:
