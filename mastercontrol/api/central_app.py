@@ -31,6 +31,7 @@ from mastercontrol.api.body import read_json
 from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
 from mastercontrol.api.client_app import query_bool, query_int, workload_name
 from mastercontrol.api.dashboard_app import install_dashboard, is_dashboard_path
+from mastercontrol.api.dashboard_auth import LoginThrottle
 from mastercontrol.api.errors import APIError, install_json_errors
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, FleetStore
@@ -61,6 +62,7 @@ class Central:
     clock: Callable[[], float] = time.time
     rejected: Counter[str] = field(default_factory=Counter)
     flush_errors: int = 0
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reject(self, reason: str) -> None:

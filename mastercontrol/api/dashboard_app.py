@@ -12,6 +12,7 @@ path outside `/api/` and `/metrics` is the dashboard's. Must not import daemon/ 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,9 +176,20 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         expected = bottle.request.get_cookie(LOGIN_COOKIE) or ""
         if fields is None or not expected or not same_secret(fields.get("csrf"), expected):
             return refused(None, "the login form's CSRF token is missing or wrong: reload it")
+        # The peer's address, never X-Forwarded-For (bottle's remote_addr trusts it, and a
+        # guesser would send a new one each time). Behind a proxy every login shares one.
+        addr = str(bottle.request.environ.get("REMOTE_ADDR") or "unknown")
+        throttle = central.login_throttle
+        wait = throttle.retry_after(addr)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            bottle.response.set_header("Retry-After", str(seconds))
+            return show_login(429, f"Too many failed logins: try again in {seconds} s.")
         token = (fields.get("token") or "").strip()
         if operator.required and not operator.allows(f"Bearer {token}"):
+            throttle.failed(addr)
             return show_login(401, "That token is not the operator's token.")
+        throttle.succeeded(addr)
         session = sessions.login()
         set_cookie(COOKIE, session.sid)
         bottle.response.delete_cookie(LOGIN_COOKIE, path="/login")

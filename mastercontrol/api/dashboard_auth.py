@@ -1,11 +1,15 @@
-"""The dashboard's logins: server-side sessions in memory, their CSRF tokens and flash messages.
+"""The dashboard's logins: server-side sessions in memory, their CSRF tokens and flash messages,
+and the throttle on failed logins.
 
 Owns the session table of one central service process: `login()` makes a session (a random
 id for the cookie, a random CSRF token for the forms), `get()` finds an unexpired one and
 slides its idle deadline, `logout()` drops it. Sessions live in memory only: restarting the
 central logs every operator out, and nothing secret is ever written to disk. The table is
 bounded (the oldest session goes first) and thread-safe (Waitress serves from several
-threads). Comparisons of secrets are constant-time. Imports only the standard library; not
+threads). Comparisons of secrets are constant-time. `LoginThrottle` bounds how fast the
+operator token can be guessed on `/login`: failures per source address and overall in a
+sliding window; a block always ends with the window, so a correct token is never locked out
+for longer than that. Imports only the standard library; not
 bottle, daemon/ or child/.
 """
 
@@ -15,7 +19,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +28,10 @@ MAX_AGE_SECONDS = 7 * 86400.0  # and none lives longer than this, used or not
 MAX_SESSIONS = 1000
 MAX_FLASHES = 10
 MAX_ID_CHARS = 128
+LOGIN_WINDOW_SECONDS = 60.0
+LOGIN_FAILURES_PER_ADDRESS = 5  # per window, then 429 until the oldest one ages out
+LOGIN_FAILURES_OVERALL = 50  # per window, from every address together
+MAX_TRACKED_ADDRESSES = 10_000
 
 
 @dataclass
@@ -108,3 +116,69 @@ class Sessions:
     def __len__(self) -> int:
         with self._lock:
             return len(self._table)
+
+
+class LoginThrottle:
+    """Failed logins in a sliding window; `clock` is monotonic seconds (injected by tests).
+
+    `retry_after(addr)` is None when `addr` may try, else the seconds to wait (for 429's
+    Retry-After). An address past its own limit waits until its oldest failure leaves the
+    window. Past the overall limit, only addresses with a recent failure wait: a fresh address
+    still gets its try, so many addresses guessing at once cannot lock the operator out of
+    the dashboard for as long as they keep at it."""
+
+    def __init__(
+        self,
+        *,
+        per_address: int = LOGIN_FAILURES_PER_ADDRESS,
+        overall: int = LOGIN_FAILURES_OVERALL,
+        window: float = LOGIN_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_address = per_address
+        self.overall = overall
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._all: deque[float] = deque()
+        self._by_address: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        while self._all and self._all[0] <= horizon:
+            self._all.popleft()
+        # Addresses are kept in the order of their latest failure: stale ones are at the front.
+        while self._by_address:
+            addr, times = next(iter(self._by_address.items()))
+            if times and times[-1] > horizon and len(self._by_address) <= MAX_TRACKED_ADDRESSES:
+                break
+            del self._by_address[addr]
+
+    def retry_after(self, addr: str) -> float | None:
+        now = self.clock()
+        with self._lock:
+            self._prune(now)
+            times = self._by_address.get(addr)
+            if not times:
+                return None
+            horizon = now - self.window
+            while times and times[0] <= horizon:
+                times.popleft()
+            if len(times) >= self.per_address:
+                return times[0] + self.window - now
+            if times and len(self._all) >= self.overall:
+                return self._all[0] + self.window - now
+            return None
+
+    def failed(self, addr: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._all.append(now)
+            times = self._by_address.pop(addr, None) or deque()
+            times.append(now)
+            self._by_address[addr] = times  # to the end: the latest failure
+            self._prune(now)
+
+    def succeeded(self, addr: str) -> None:
+        with self._lock:
+            self._by_address.pop(addr, None)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from mastercontrol.api.dashboard_auth import Sessions
+from mastercontrol.api.dashboard_auth import LoginThrottle, Sessions
 from mastercontrol.fleet.roster import RosterEntry
 from tests.api.test_central_app import OPERATOR, FakeClientAPI, Rig, build, client_api, entries
 from tests.api.wsgi import Reply, call
@@ -24,10 +24,11 @@ __all__ = ["client_api"]  # the fixture, imported to be used here
 class Browser:
     """Cookies kept between calls, as a browser would (path-scoped, deleted when expired)."""
 
-    def __init__(self, rig: Rig, https: bool = False) -> None:
+    def __init__(self, rig: Rig, https: bool = False, addr: str = "127.0.0.1") -> None:
         self.rig = rig
         self.cookies: dict[str, str] = {}
         self.https = https
+        self.addr = addr  # the peer's address (REMOTE_ADDR)
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Reply:
         headers = {}
@@ -39,7 +40,8 @@ class Browser:
         if form is not None:
             body = urlencode(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        r = call(self.rig.app, method, path, body=body, headers=headers)
+        r = call(self.rig.app, method, path, body=body, headers=headers,
+                 environ_extra={"REMOTE_ADDR": self.addr})  # fmt: skip
         for name, value in r.header_list:
             if name.lower() == "set-cookie":
                 morsel = next(iter(SimpleCookie(value).values()))
@@ -115,6 +117,34 @@ def test_a_wrong_token_is_refused_and_makes_no_session(rig: Rig) -> None:
         assert r.status == 401 and b"not the operator" in r.body, token
         assert "mc_session" not in b.cookies
         assert b.get("/").status == 303
+
+
+def test_failed_logins_are_limited_per_address_and_overall_then_forgiven(rig: Rig) -> None:
+    clock = [0.0]
+    rig.central.login_throttle = LoginThrottle(per_address=3, overall=5, window=60,
+                                               clock=lambda: clock[0])  # fmt: skip
+    guesser = Browser(rig, addr="192.0.2.7")
+    for _ in range(3):
+        assert guesser.login("guess").status == 401
+    r = guesser.login(OPERATOR)  # even the right token waits: the address is guessing
+    assert r.status == 429 and b"Too many failed logins" in r.body
+    assert r.headers["retry-after"] == "60"
+    assert "mc_session" not in guesser.cookies
+    # A spoofed X-Forwarded-For is not another address.
+    r = call(rig.app, "POST", "/login", environ_extra={"REMOTE_ADDR": "192.0.2.7"},
+             headers={"X-Forwarded-For": "198.51.100.1"})  # fmt: skip
+    assert r.status in (403, 429)
+    # Other addresses: two more failures reach the overall limit of 5...
+    for addr in ("192.0.2.8", "192.0.2.9"):
+        assert Browser(rig, addr=addr).login("guess").status == 401
+    assert Browser(rig, addr="192.0.2.8").login(OPERATOR).status == 429
+    # ...but an address with no failure still gets its try, so the operator gets in.
+    assert Browser(rig, addr="203.0.113.5").login(OPERATOR).status == 303
+    clock[0] = 30
+    assert guesser.login(OPERATOR).status == 429
+    assert guesser.login(OPERATOR).headers["retry-after"] == "30"
+    clock[0] = 60.5  # the window has passed: never locked out for good
+    assert guesser.login(OPERATOR).status == 303
 
 
 def test_a_post_without_its_csrf_token_is_403_and_does_nothing(
