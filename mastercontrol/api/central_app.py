@@ -30,8 +30,8 @@ from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.body import read_json
 from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
 from mastercontrol.api.client_app import query_bool, query_int, workload_name
-from mastercontrol.api.dashboard_app import install_dashboard, is_dashboard_path
-from mastercontrol.api.dashboard_auth import LoginThrottle
+from mastercontrol.api.dashboard_app import api_session_allows, install_dashboard, is_dashboard_path
+from mastercontrol.api.dashboard_auth import LoginThrottle, Sessions
 from mastercontrol.api.errors import APIError, install_json_errors
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, FleetStore
@@ -63,6 +63,7 @@ class Central:
     rejected: Counter[str] = field(default_factory=Counter)
     flush_errors: int = 0
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    sessions: Sessions = field(default_factory=Sessions)  # the dashboard's logins
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reject(self, reason: str) -> None:
@@ -97,11 +98,15 @@ def create_central_app(central: Central) -> bottle.Bottle:
     @app.hook("before_request")  # type: ignore[untyped-decorator]
     def _authorize() -> None:
         # Heartbeats carry a client's token (checked in the route); the dashboard's pages
-        # check their own session cookie (api/dashboard_app.py); the rest is the operator's.
+        # check their own session cookie (api/dashboard_app.py); the rest is the operator's:
+        # the bearer token, or a logged-in dashboard's session cookie (its CSRF token too
+        # for anything but GET).
         path = bottle.request.path
         if path == HEARTBEAT_PATH or is_dashboard_path(path):
             return
-        if not operator.allows(bottle.request.environ.get("HTTP_AUTHORIZATION")):
+        if operator.allows(bottle.request.environ.get("HTTP_AUTHORIZATION")):
+            return
+        if not api_session_allows(central):
             raise _unauthorized()
 
     def known(name: str) -> ClientState:

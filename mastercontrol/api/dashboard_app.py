@@ -7,7 +7,9 @@ api/templates (which escape every {{ }}: names, workloads and log lines come fro
 are untrusted); CSS and JS are files under api/static (no inline script, so the CSP can forbid
 it). Data comes from the coalescer (latest states) and the store (history, events,
 deployments); the buttons go through the same `forward()` as the API's remote control. Every
-path outside `/api/` and `/metrics` is the dashboard's. Must not import daemon/ or child/.
+path outside `/api/` and `/metrics` is the dashboard's. `api_session_allows` lets a logged-in
+browser call the JSON API with its session cookie (safe methods freely, others only with the
+session's CSRF token in `X-CSRF-Token`). Must not import daemon/ or child/.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from mastercontrol.api import dashboard_views as v
 from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
 from mastercontrol.api.client_app import is_workload_name
-from mastercontrol.api.dashboard_auth import Session, Sessions, new_secret, same_secret
+from mastercontrol.api.dashboard_auth import Session, new_secret, same_secret
 from mastercontrol.fleet.fleetstore import ClientState
 from mastercontrol.fleet.intake import NAME_RE
 
@@ -44,11 +46,26 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 ACTIONS = ("start", "stop", "restart")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+CSRF_HEADER = "X-CSRF-Token"
 
 
 def is_dashboard_path(path: str) -> bool:
     """Everything but the JSON API and /metrics; those keep their bearer-token rule."""
     return not (path == "/api" or path.startswith("/api/") or path == "/metrics")
+
+
+def api_session_allows(central: Central) -> bool:
+    """May this JSON API request go on with the dashboard's session cookie instead of the
+    bearer token? A GET with a live session may; an unsafe method also needs the session's
+    CSRF token in the X-CSRF-Token header (a form post cannot set one; SameSite=Strict
+    already keeps the cookie off cross-site requests)."""
+    session = central.sessions.get(bottle.request.get_cookie(COOKIE))
+    if session is None:
+        return False
+    if bottle.request.method in SAFE_METHODS:
+        return True
+    return session.csrf_ok(bottle.request.get_header(CSRF_HEADER))
 
 
 def _render(name: str, code: int = 200, **ctx: Any) -> str:
@@ -62,7 +79,7 @@ LOG_TAIL_TIMEOUT = 2.0  # seconds a client page waits for the device's log tail
 
 def install_dashboard(app: bottle.Bottle, central: Central) -> None:
     """Mount the dashboard's routes (and its session table) on the central `app`."""
-    sessions = Sessions()
+    sessions = central.sessions
     operator = TokenCheck(central.operator_token)
 
     @app.hook("after_request")  # type: ignore[untyped-decorator]

@@ -184,10 +184,30 @@ def test_a_session_expires_and_logging_out_ends_it(rig: Rig, browser: Browser) -
     assert c.csrf_ok(c.csrf) and not c.csrf_ok(None) and not c.csrf_ok(c.csrf[:-1])
 
 
-def test_the_json_api_still_needs_the_bearer_token_not_the_cookie(browser: Browser) -> None:
+def test_a_logged_in_dashboard_may_call_the_json_api_with_its_cookie(
+    rig: Rig, browser: Browser, client_api: str
+) -> None:
+    rig.hb("pi-01", "tok-1", api_url=client_api, workloads=[{"name": "w", "state": "RUNNING"}])
     r = browser.get("/api/v1/fleet")
-    assert (r.status, r.error_code) == (401, "unauthorized")
-    assert browser.get("/metrics").status == 401
+    assert r.status == 200 and r.json()["by_status"]["online"] == 1
+    assert browser.get("/api/v1/clients/pi-01").json()["name"] == "pi-01"
+    assert browser.get("/metrics").status == 200
+    # An unsafe method needs the session's CSRF token in a header, not only the cookie.
+    restart = "/api/v1/clients/pi-01/workloads/w/restart"
+    assert browser.post(restart, {}).status == 401
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    for bad in ("", "forged", browser.csrf() + "x"):
+        r = call(rig.app, "POST", restart, headers={"Cookie": cookie, "X-CSRF-Token": bad})
+        assert (r.status, r.error_code) == (401, "unauthorized"), bad
+    assert FakeClientAPI.seen == []
+    r = call(rig.app, "POST", restart, headers={"Cookie": cookie, "X-CSRF-Token": browser.csrf()})
+    assert r.status == 200 and len(FakeClientAPI.seen) == 1
+    # The page carries the token for scripts; without a session the cookie opens nothing.
+    assert f'name="csrf-token" content="{browser.csrf()}"'.encode() in browser.get("/").body
+    browser.post("/logout", {"csrf": browser.csrf()})
+    assert browser.get("/api/v1/fleet").status == 401
+    r = call(rig.app, "GET", "/api/v1/fleet", headers={"Cookie": "mc_session=forged"})
+    assert r.status == 401
 
 
 # -- headers and escaping ----------------------------------------------------------------------

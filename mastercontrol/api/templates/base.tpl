@@ -3,6 +3,9 @@
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+% if get('csrf'):
+<meta name="csrf-token" content="{{csrf}}">
+% end
 <title>{{title}} · Master Control</title>
 <link rel="stylesheet" href="/static/dashboard.css">
 % if refresh:
