@@ -47,10 +47,10 @@ def decode(data: bytes) -> Any:
     if not text.strip():
         raise APIError(400, "bad_json", "request body is empty")
     try:
-        value = json.loads(text, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=no_constants)
     except RecursionError:
         raise _too_deep() from None
-    except ValueError as exc:  # JSONDecodeError, and _no_constants
+    except ValueError as exc:  # JSONDecodeError, and no_constants
         raise APIError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
     if depth(value) > MAX_DEPTH:
         raise _too_deep()
@@ -62,7 +62,7 @@ def depth(value: Any) -> int:
     return json_depth(value, MAX_DEPTH)
 
 
-def _no_constants(name: str) -> Any:
+def no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 

@@ -108,6 +108,20 @@ def test_an_unknown_token_is_401_before_the_body_is_read(rig: Rig) -> None:
     assert r.status == 401 and "bearer" in r.headers["www-authenticate"].lower()
 
 
+def test_an_integer_too_large_for_a_float_is_422_or_dropped_never_500(rig: Rig) -> None:
+    # JSON has no integer limit; float(10**400) raised OverflowError (a 500 from the route).
+    huge = 10**400
+    r = rig.hb("pi-01", "tok-1", sent_at=huge)
+    assert (r.status, r.error_code) == (422, "invalid_heartbeat")
+    workloads = [{"name": "w", "state": "RUNNING", "started_at": huge}]
+    r = rig.hb("pi-01", "tok-1", system={"cpu_percent": huge, "x": -huge}, workloads=workloads)
+    assert r.status == 200
+    view = rig.get("/api/v1/clients/pi-01").json()
+    assert view["system"] == {"cpu_percent": None, "x": None}
+    assert view["metrics"]["cpu_percent"] is None
+    assert view["workloads"][0]["started_at"] is None
+
+
 def test_a_non_ascii_authorization_header_is_401_not_500(rig: Rig) -> None:
     # WSGI hands headers over as latin-1 text; Bottle's get_header re-decodes them and raised.
     for method, path in (("POST", "/api/v1/heartbeat"), ("GET", "/api/v1/fleet")):
