@@ -2,12 +2,17 @@
 
 Starts the real `@central-api` service (mastercontrol.api.central_service.main) in its own
 process on 127.0.0.1 with an inventory of N clients (distinct names and tokens), then runs
-load generator processes that send each client's ~2 KB heartbeat every 30 s (±10 % jitter, the
-first one spread over the first interval), one new connection per heartbeat as the sender
-does. Reports sustained heartbeats/s, p50/p99 latency, errors, the central's CPU and RSS and
-the fleet DB's growth per hour. Then a reconnect storm: the central is SIGKILLed and
-restarted and every client sends at once; reported: how long until all were accepted, errors,
-p99, and the steady rate afterwards. Bounded in count and time; 127.0.0.1 only.
+load generator processes (bench/central_loadgen.py: raw non-blocking sockets in one epoll loop
+each, every request's bytes built before the clock starts) that send each client's ~2 KB
+heartbeat every 30 s (±10 % jitter, the first one spread over the first interval), one new
+connection per heartbeat as the sender does. Reports sustained heartbeats/s, p50/p99 latency,
+errors, the central's CPU and RSS, the generators' own CPU, and the fleet DB's growth per hour.
+Then a reconnect storm: the central is SIGKILLed and restarted and every client sends at once;
+a client whose heartbeat failed (refused, reset, timed out, non-200) tries again as the
+heartbeat sender would, one interval later (a 503's Retry-After sooner). Reported: how long
+until every client was accepted, the failed tries, and `lost`: clients the restarted central's
+memory never recorded (GET /api/v1/clients, last_seen after the restart) when the storm phase
+ended. Then the steady rate again. Bounded in count and time; 127.0.0.1 only.
 
     .venv/bin/python bench/central_load.py --clients 1000 10000 50000 --seconds 60
 
@@ -135,8 +140,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Central:
-    def __init__(self, root: Path, n: int) -> None:
+    def __init__(self, root: Path, n: int, threads: int | None = None) -> None:
         self.root = root
+        self.threads = threads  # None: the service's own CENTRAL_TUNING
         self.config = root / "config"
         self.state = root / "state"
         self.config.mkdir(parents=True)
@@ -154,8 +160,9 @@ class Central:
 
     def start(self) -> float:
         code = (
-            "import sys; from mastercontrol.api.central_service import main; "
-            "main(config_dir=sys.argv[1], state_dir=sys.argv[2])"
+            "import sys; from mastercontrol.api import central_service as cs; "
+            + (f"cs.CENTRAL_TUNING['threads'] = {self.threads}; " if self.threads else "")
+            + "cs.main(config_dir=sys.argv[1], state_dir=sys.argv[2])"
         )
         started = time.monotonic()
         with open(self.root / "central.log", "ab") as log:
@@ -232,10 +239,12 @@ def row(n: int, phase: str, stats: dict[str, Any], wall: float, **more: Any) -> 
     }  # fmt: skip
 
 
-def measure(n: int, seconds: float) -> list[dict[str, Any]]:
+def measure(
+    n: int, seconds: float, threads: int | None = None, storm: bool = True
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix=f"central-load-{n}-"))
-    central = Central(root, n)
+    central = Central(root, n, threads)
     try:
         startup = central.start()
         assert central.proc is not None
@@ -259,6 +268,8 @@ def measure(n: int, seconds: float) -> list[dict[str, Any]]:
                 "B/sample": per_sample, "load": max(load0, os.getloadavg()[0]),
             },
         ))  # fmt: skip
+        if not storm:
+            return rows
         # Reconnect storm: the central dies, comes back, and every client beats at once; a
         # refused or failed one is retried as the sender would (one interval later).
         central.kill()
@@ -312,16 +323,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seconds", type=float, default=60.0, help="steady phase per N")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Waitress threads of the central (default: the service's own)",
+    )
+    parser.add_argument("--steady-only", action="store_true", help="no storm phases")
     args = parser.parse_args()
     if max(args.clients) > 100_000 or args.seconds > 600:
         raise SystemExit("bounded: at most 100,000 clients and 600 s per phase")
     rows: list[dict[str, Any]] = []
     for n in args.clients:
-        rows += measure(n, args.seconds)
-        print(table(rows[-3:]), flush=True)
+        got = measure(n, args.seconds, args.threads, storm=not args.steady_only)
+        rows += got
+        print(table(got), flush=True)
     print()
+    extra = (f" --threads {args.threads}" if args.threads else "") + (
+        " --steady-only" if args.steady_only else "")  # fmt: skip
     print(f"Command: `.venv/bin/python bench/central_load.py --clients "
-          f"{' '.join(map(str, args.clients))} --seconds {args.seconds:g}`")  # fmt: skip
+          f"{' '.join(map(str, args.clients))} --seconds {args.seconds:g}{extra}`")  # fmt: skip
     print(f"Date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; nproc "
           f"{os.cpu_count()}; load at end {os.getloadavg()}")  # fmt: skip
     print(table(rows))
