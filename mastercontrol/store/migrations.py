@@ -6,6 +6,16 @@ Never edit or reorder a released step: append a new one. Sits above `store/db.py
 `transaction()`); imports only the standard library, `mastercontrol.errors` and that module,
 never queries or open.
 
+Rollback across a schema change (docs/architecture.md, "State database migrations"): every
+step declares in `COMPATIBLE_FROM` the oldest schema version whose code can still read and
+write a database at the step's version, and the step records it in `meta` (`compat_version`,
+in the same transaction as the version bump). An older release's daemon (`fab rollback`) opens
+a newer database whose `compat_version` it reaches, as it is and without touching the version;
+it refuses only an incompatible one (exit 78, the database left alone). A step may declare an
+older level only when it is additive: new tables, new indexes, new columns that are nullable or
+have a default (`ADDITIVE` below; tests/unit/test_store_db.py enforces it); newer code then
+accepts rows written by an older daemon after the step (NULL or the default in its columns).
+
 Schema (version 4). Times are wall-clock epoch seconds (floats), for display and history only;
 the daemon schedules on its own monotonic clock. Durations are measured on the monotonic clock
 and stored as measured: never `ended_at - started_at`, which a clock step makes negative.
@@ -58,7 +68,9 @@ history_max_runs, applied by the loop's housekeeping) instead.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Callable
 
 from mastercontrol.errors import StoreError
 from mastercontrol.store.db import transaction
@@ -125,7 +137,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# COMPATIBLE_FROM[i]: the oldest schema version whose code may use a database at version i + 1.
+# Steps 1-4 predate the rule (their code refused any newer database), so each names itself.
+COMPATIBLE_FROM: tuple[int, ...] = (1, 2, 3, 4)
+
 LATEST_VERSION = len(MIGRATIONS)
+
+# The statements a step may hold when it declares an older COMPATIBLE_FROM than its own version:
+# an older daemon ignores a table, index or column it does not know, and its inserts still
+# succeed (a new column is nullable or has a default). Renames, drops, type or constraint
+# changes, triggers and NOT NULL without DEFAULT are not additive: such a step names itself.
+ADDITIVE = (
+    re.compile(r"\s*CREATE\s+TABLE\s+\w+\s*\(", re.I),
+    re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\s", re.I),
+    re.compile(
+        r"\s*ALTER\s+TABLE\s+\w+\s+ADD\s+COLUMN\s+\w+\s+\w+"
+        r"(\s+NOT\s+NULL\s+DEFAULT\s+\S+|\s+DEFAULT\s+\S+)?\s*$",
+        re.I,
+    ),
+)
+
+COMPAT_KEY = "compat_version"
+_META_SINCE = 3  # the meta table exists from schema version 3
 
 
 def user_version(conn: sqlite3.Connection) -> int:
@@ -133,12 +166,61 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, steps: tuple[tuple[str, ...], ...] = MIGRATIONS) -> int:
+def compatible_from(conn: sqlite3.Connection) -> int:
+    """The oldest schema version whose code may use this state database: its `compat_version`
+    marker, else (a database from before the rule, or a damaged marker) its own version."""
+    version = user_version(conn)
+    if version < _META_SINCE:
+        return version
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (COMPAT_KEY,)).fetchone()
+    except sqlite3.OperationalError:  # no meta table after all: nothing declared
+        return version
+    try:
+        return min(int(row[0]), version) if row is not None else version
+    except (TypeError, ValueError):
+        return version
+
+
+def incompatible(conn: sqlite3.Connection, knows: int) -> str | None:
+    """Why code that knows schema versions up to `knows` must not use this state database, or
+    None when it may (an older or equal version, or a newer one declared compatible)."""
+    version = user_version(conn)
+    if version <= knows:
+        return None
+    oldest = compatible_from(conn)
+    if oldest <= knows:
+        return None
+    return (
+        f"schema version {version}, which needs a mastercontrol that knows version {oldest} "
+        f"or later (this one knows {knows})"
+    )
+
+
+def _mark_compat(conn: sqlite3.Connection, version: int) -> None:
+    if version >= _META_SINCE:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (COMPAT_KEY, str(COMPATIBLE_FROM[version - 1])),
+        )
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    steps: tuple[tuple[str, ...], ...] | None = None,
+    *,
+    after_step: Callable[[sqlite3.Connection, int], None] | None = None,
+) -> int:
     """Apply the steps the database has not seen yet; returns the resulting version.
 
-    Each step and its version bump commit together. A database newer than `steps` raises
-    StoreError (an older mastercontrol must not write a newer schema).
+    Each step, its version bump and `after_step(conn, new_version)` commit together. A
+    database newer than `steps` raises StoreError (an older mastercontrol must not write a
+    newer schema); `migrate_state` is the state database's door, which knows compatibility.
+    `steps` defaults to the state database's MIGRATIONS (read at call time).
     """
+    if steps is None:
+        steps = MIGRATIONS
     current = user_version(conn)
     if current > len(steps):
         raise StoreError(
@@ -154,4 +236,23 @@ def migrate(conn: sqlite3.Connection, steps: tuple[tuple[str, ...], ...] = MIGRA
                 conn.execute(statement)
             # PRAGMA takes no parameters; the value is an int we computed.
             conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            if after_step is not None:
+                after_step(conn, version + 1)
     return len(steps)
+
+
+def migrate_state(conn: sqlite3.Connection) -> int:
+    """Bring the state database to this code's schema; returns the version it is at.
+
+    A newer database that declares this code compatible is left as it is (an older release
+    after `fab rollback`); an incompatible one raises StoreError. Each step records its
+    COMPATIBLE_FROM level in meta.
+    """
+    latest = len(MIGRATIONS)
+    version = user_version(conn)
+    if version > latest:
+        problem = incompatible(conn, latest)
+        if problem is not None:
+            raise StoreError(f"state database has {problem}")
+        return version
+    return migrate(conn, MIGRATIONS, after_step=_mark_compat)

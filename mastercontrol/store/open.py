@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mastercontrol.errors import StoreError
 from mastercontrol.store.db import Database, configure, connect, open_file
-from mastercontrol.store.migrations import LATEST_VERSION, migrate, user_version
+from mastercontrol.store.migrations import LATEST_VERSION, incompatible, migrate_state
 from mastercontrol.store.queries import Store
 
 # Primary sqlite result codes that describe the environment (permissions, locks, a full or
@@ -59,17 +59,18 @@ def _content_problem(exc: BaseException) -> str | None:
 def _check_and_migrate(conn: sqlite3.Connection, db_path: Path) -> None:
     """Configure, refuse a future schema, quick_check and migrate; the caller classifies."""
     configure(conn, db_path)
-    version = user_version(conn)
-    if version > LATEST_VERSION:
+    # A newer schema that declares this code compatible (a rollback to an older release) is
+    # used as it is; only an incompatible one is refused, and left alone.
+    problem = incompatible(conn, LATEST_VERSION)
+    if problem is not None:
         raise StoreError(
-            f"state database {db_path} has schema version {version}, newer than this "
-            f"mastercontrol knows ({LATEST_VERSION}); upgrade mastercontrol or restore a "
-            f"matching database"
+            f"state database {db_path} has {problem}: newer than this mastercontrol can use; "
+            f"upgrade mastercontrol or restore a matching database (docs/operations.md)"
         )
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise _Corrupt("quick_check: " + "; ".join(problems[:3]))
-    migrate(conn)
+    migrate_state(conn)
 
 
 def _aside_name(path: Path, now_wall: float, label: str) -> Path:
@@ -135,7 +136,7 @@ def open_store(path: str | os.PathLike[str], now_wall: float) -> tuple[Store, st
             conn.close()
     try:
         conn = connect(db_path)
-        migrate(conn)
+        migrate_state(conn)
     except StoreError as exc:
         raise StoreError(f"cannot create a fresh state database {db_path}: {exc}") from exc
     extra = [s.lstrip("-") for s in moved if s]
@@ -188,7 +189,7 @@ def restore_in_place(store: Store, db_path: Path, problem: str, now_wall: float)
     try:
         os.replace(tmp, db_path)
         conn = connect(db_path)
-        migrate(conn)
+        migrate_state(conn)
     except (OSError, StoreError) as exc:
         raise StoreError(f"cannot reopen the restored state database {db_path}: {exc}") from exc
     store.use(Database(conn))

@@ -215,8 +215,11 @@ class Fleet:
         env.pop("MCTL_INVENTORY", None)
         return env
 
-    def fab(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        argv = [FAB, "-r", str(REPO), *args]
+    def fab(
+        self, *args: str, timeout: float = 240, root: Path = REPO
+    ) -> subprocess.CompletedProcess[str]:
+        """`fab` with the fabfile of `root` (the project whose code the release is built from)."""
+        argv = [FAB, "-r", str(root), *args]
         if not any(a.startswith("--inventory") for a in args):
             argv.append(f"--inventory={self.inventory}")
         return subprocess.run(
