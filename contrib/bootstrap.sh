@@ -15,6 +15,13 @@
 # Exit codes (mastercontrol/deploy/layout.py BOOTSTRAP_EXITS): 0 ok, 2 usage, 3 no Python 3.11,
 # 4 install failed, 5 invalid config (nothing switched), 6 the daemon did not start,
 # 7 no such release, 8 another bootstrap is running.
+#
+# Under systemd (root, /run/systemd/system, systemctl) the daemon runs under the unit the
+# product ships, installed by the release's own `mastercontrol-ctl systemd-unit --install`
+# (with its hardening drop-in), plus a drop-in deploy.conf that points it at `current` and this
+# install dir's paths; elsewhere `mastercontrol-ctl up --detach`. MCTL_SYSTEMD=auto|yes|no
+# (default auto) forces the choice, MCTL_UNIT_DIR (default /etc/systemd/system) moves the unit:
+# for hosts where the guess is wrong, and for the tests.
 set -eu
 
 die() { code=$1; shift; echo "bootstrap: $*" >&2; exit "$code"; }
@@ -58,41 +65,53 @@ switch_to() {
 }
 
 use_systemd() {
+    case ${MCTL_SYSTEMD:-auto} in
+    yes) return 0 ;;
+    no) return 1 ;;
+    auto) ;;
+    *) die 2 "MCTL_SYSTEMD must be auto, yes or no: $MCTL_SYSTEMD" ;;
+    esac
     [ "$(id -u)" -eq 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1
 }
 
 UNIT=mastercontrold.service
+UNIT_DIR=${MCTL_UNIT_DIR:-/etc/systemd/system}
 
-write_unit() {
-    # The unit points at `current`, so a switch needs no new unit; rewritten every time so that
-    # an update of this script updates the unit too.
-    cat >"/etc/systemd/system/$UNIT.tmp" <<EOF
-# Written by $dir/current/bootstrap.sh (Master Control deploy); rewritten at every release switch.
-[Unit]
-Description=Master Control process supervisor ($dir)
-Wants=network-online.target
-After=network-online.target
-
+# install_unit RELEASE_DIR: the shipped unit and hardening drop-in, rendered by that release's
+# ctl, then deploy.conf. The drop-in names `current`, not a release, so a switch (by this
+# script or by hand, docs/operations.md) needs only a restart; it is rewritten every time so
+# that an update of this script updates it too.
+install_unit() {
+    # A unit file has no quoting: '%' starts a specifier and a space splits a path list.
+    case $dir in *[!A-Za-z0-9/._-]*) die 6 "install dir '$dir' cannot be named in a systemd unit (use letters, digits and /._-)" ;; esac
+    "$1/venv/bin/mastercontrol-ctl" systemd-unit --install "$UNIT_DIR" >/dev/null ||
+        die 6 "mastercontrol-ctl systemd-unit --install $UNIT_DIR failed"
+    mkdir -p "$UNIT_DIR/$UNIT.d"
+    cat >"$UNIT_DIR/$UNIT.d/.deploy.conf.tmp" <<EOF
+# Written by Master Control's bootstrap.sh at every release switch: the shipped unit runs the
+# release that current points at, with this install dir's paths:
+#   $dir
 [Service]
-Type=notify
-NotifyAccess=main
+# The empty assignments clear the shipped unit's commands (a drop-in adds to them otherwise).
+ExecStart=
+ExecStart=$dir/current/venv/bin/mastercontrold
+ExecReload=
+ExecReload=$dir/current/venv/bin/mastercontrol-ctl reload
+# The release's env file (its MCTL_RELEASE and the inventory's env:) and workload code.
 EnvironmentFile=-$dir/current/env
-Environment=PYTHONUNBUFFERED=1
 Environment=PYTHONPATH=$dir/current/app
-ExecStart=$dir/current/venv/bin/mastercontrold --config-dir $dir/current/config --db-path $dir/state/state.db --socket-path $dir/run/mastercontrol.sock --log-dir $dir/log
-ExecReload=/bin/kill -HUP \$MAINPID
-KillMode=mixed
-TimeoutStopSec=60s
-Restart=on-failure
-RestartSec=5s
-RestartPreventExitStatus=78
-
-[Install]
-WantedBy=multi-user.target
+# The paths, for mastercontrold and ExecReload's ctl alike: they win over the directories the
+# shipped unit's StateDirectory=, RuntimeDirectory=, LogsDirectory= and ConfigurationDirectory= name.
+Environment=MCTL_CONFIG_DIR=$dir/current/config
+Environment=MCTL_DB_PATH=$dir/state/state.db
+Environment=MCTL_SOCKET_PATH=$dir/run/mastercontrol.sock
+Environment=MCTL_LOG_DIR=$dir/log
+# Writable even where the hardening drop-in's ProtectSystem= covers the install dir.
+ReadWritePaths=$dir/state $dir/run $dir/log
 EOF
-    mv "/etc/systemd/system/$UNIT.tmp" "/etc/systemd/system/$UNIT"
-    systemctl daemon-reload
-    systemctl enable -q "$UNIT"
+    mv "$UNIT_DIR/$UNIT.d/.deploy.conf.tmp" "$UNIT_DIR/$UNIT.d/deploy.conf"
+    systemctl daemon-reload || die 6 "systemctl daemon-reload failed"
+    systemctl enable -q "$UNIT" || die 6 "systemctl enable $UNIT failed"
 }
 
 # in_release RELEASE_DIR ARGS...: ctl with the release's env file and its app/ importable,
@@ -114,13 +133,39 @@ in_release() {
 restart() {
     target="$dir/releases/$(current_id)"
     if use_systemd; then
-        write_unit
+        install_unit "$target"
         systemctl restart "$UNIT" || die 6 "systemctl restart $UNIT failed on $(current_id)"
         return 0
     fi
     # Any release's ctl speaks the same IPC; 7 (nothing running) is fine.
     ctl "$target" down >/dev/null 2>&1 || true
     in_release "$target" up --detach || die 6 "mastercontrold did not start on $(current_id); see $dir/log/mastercontrold.stderr"
+}
+
+# backup_state PYTHON: before a switch, an online copy (sqlite's backup API: consistent while the
+# daemon writes, unlike cp of a WAL database) of the state database as the release being left
+# used it, in state/backups/state.db.<that release>. The way back by hand after a migration
+# the older release cannot use (docs/operations.md); pruned with the releases.
+backup_state() {
+    old=$(current_id)
+    [ -n "$old" ] && [ -f "$dir/state/state.db" ] || return 0
+    mkdir -p "$dir/state/backups"
+    "$1" - "$dir/state/state.db" "$dir/state/backups/state.db.$old" <<'PY' ||
+import os, sqlite3, sys
+src, dest = sys.argv[1], sys.argv[2]
+tmp = dest + ".tmp"
+for path in (tmp, tmp + "-journal"):
+    if os.path.exists(path):
+        os.unlink(path)
+source = sqlite3.connect(src, timeout=30)
+copy = sqlite3.connect(tmp)
+source.backup(copy)
+copy.close()
+source.close()
+os.chmod(tmp, 0o600)
+os.replace(tmp, dest)
+PY
+        echo "bootstrap: warning: no backup of $dir/state/state.db before the switch" >&2
 }
 
 # Keep the newest KEEP releases (ids start with their UTC time), never current or previous,
@@ -135,6 +180,10 @@ prune() {
         if [ "$r" = "$cur" ] || [ "$r" = "$prev" ]; then continue; fi
         rm -rf "${dir:?}/releases/$r"
         excess=$((excess - 1))
+    done
+    for b in "$dir"/state/backups/state.db.*; do
+        [ -f "$b" ] || continue
+        [ -d "$dir/releases/${b##*/state.db.}" ] || rm -f "$b"
     done
     [ -d "$dir/venvs" ] || return 0
     for v in $(ls -1 "$dir/venvs"); do
@@ -190,6 +239,7 @@ install() {
     if [ "$(current_id)" = "$id" ] && ctl "$rel" list >/dev/null 2>&1; then
         echo "release $id is already current and running"
     else
+        backup_state "$python"
         switch_to "$id"
         restart
     fi
@@ -202,6 +252,7 @@ rollback() {
     [ -n "$target" ] || die 7 "no previous release to roll back to"
     valid_id "$target" || die 2 "invalid release id: $target"
     [ -f "$dir/releases/$target/.installed" ] || die 7 "release $target is not installed"
+    backup_state "$dir/releases/$target/venv/bin/python"
     switch_to "$target"
     restart
     echo "rolled back to $target"
@@ -212,7 +263,11 @@ install) install "$@" ;;
 rollback) rollback "$@" ;;
 stop)
     cur=$(current_id)
-    [ -z "$cur" ] || ctl "$dir/releases/$cur" down >/dev/null 2>&1 || true
+    if use_systemd; then
+        systemctl stop "$UNIT" || die 6 "systemctl stop $UNIT failed"
+    elif [ -n "$cur" ]; then
+        ctl "$dir/releases/$cur" down >/dev/null 2>&1 || true
+    fi
     echo "stopped"
     ;;
 *) die 2 "unknown action: $action" ;;

@@ -217,6 +217,7 @@ class DeploySettings:
     connect_timeout_seconds: float = 10.0
     health_deadline_seconds: float = 60.0
     min_healthy_seconds: float = 5.0
+    max_failed: int = 0
     keep_releases: int = 5
     config_dir: str = "configs"
     app_dir: str | None = None

@@ -322,7 +322,8 @@ INVENTORY_CLIENT: tuple[Setting, ...] = _bound(model.InventoryClient, (
 # Only in `defaults:` (they describe the fleet, not one client).
 INVENTORY_FLEET: tuple[Setting, ...] = _bound(model.Inventory, (
     Setting("central_url", STRING, None, url,
-            "The central API (http://host:port) the deployer journals to and `--dry-run` asks; "
+            "The central API (http://host:port) the deployer journals to, whose heartbeats gate "
+            "clients without a reachable api_url, and that `--dry-run` asks; "
             "MCTL_CENTRAL_URL overrides it."),
     Setting("central_api_token", STRING, None, non_empty,
             "The operator's token for that central API (central.api_token)."),
@@ -336,6 +337,9 @@ INVENTORY_DEPLOY: tuple[Setting, ...] = _bound(model.DeploySettings, (
             "How long a wave has to become healthy after its switch."),
     Setting("min_healthy_seconds", NUMBER, MODEL, non_negative,
             "How long every client of a wave must stay healthy to pass the gate."),
+    Setting("max_failed", INTEGER, MODEL, non_negative,
+            "Clients whose install may fail before their switch (they keep their old release) "
+            "while the deployment goes on; one more stops it. 0: stop at the first."),
     Setting("keep_releases", INTEGER, MODEL, positive_int,
             "Releases kept on each client (the current and previous ones always are)."),
     Setting("config_dir", STRING, MODEL, non_empty,

@@ -1,18 +1,21 @@
-"""The deployer's calls to the central API: journal records (`POST|PATCH /api/v1/deployments`)
-and, for `--dry-run`, what the central last heard from each client (`GET /api/v1/clients`).
+"""The deployer's calls to the central API: journal records (`POST|PATCH /api/v1/deployments`),
+for `--dry-run` what the central last heard from each client (`GET /api/v1/clients`), and the
+health gate's view of a client through its heartbeats (`GET /api/v1/clients/<name>`).
 
 A central that cannot be reached never stops a deploy: each call returns None and the caller
-says so. Imports only the standard library and fleet/no_redirects.py (the token never follows a
-redirect); no fabric, no API code (it speaks HTTP to it).
+says so. Imports only the standard library, fleet/no_redirects.py (the token never follows a
+redirect) and deploy/gate.py; no fabric, no API code (it speaks HTTP to it).
 """
 
 from __future__ import annotations
 
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
+from mastercontrol.deploy.gate import Probe, Snapshot
 from mastercontrol.fleet.no_redirects import call_json
 
 CENTRAL_URL_ENV = "MCTL_CENTRAL_URL"
@@ -55,3 +58,26 @@ class Central:
 
     def update(self, central_id: int, record: dict[str, Any]) -> bool:
         return self.call("PATCH", f"/api/v1/deployments/{central_id}", record) is not None
+
+    def health_probe(self, name: str, since_wall: float) -> Probe:
+        """The gate's probe of client `name` through the central (`GET /api/v1/clients/<name>`):
+        its release and workload states as its last heartbeat told them, which count only when
+        that heartbeat arrived after `since_wall` (the control host's wall clock at the switch:
+        the central is expected to run there, or with a synchronised clock)."""
+        path = f"/api/v1/clients/{urllib.parse.quote(name, safe='')}"
+
+        def probe() -> Snapshot:
+            found = self.call("GET", path)
+            if not isinstance(found, dict):
+                return Snapshot(error=f"central: {self.last_error or 'no answer'}")
+            last_seen = found.get("last_seen")
+            if not isinstance(last_seen, (int, float)) or last_seen < since_wall:
+                return Snapshot(error="central: no heartbeat from it since the switch yet")
+            items = found.get("workloads")
+            listed = items if isinstance(items, list) else []
+            workloads = tuple(w for w in listed if isinstance(w, dict))
+            release = found.get("release")
+            return Snapshot(release=release if isinstance(release, str) else None,
+                            workloads=workloads)  # fmt: skip
+
+        return probe

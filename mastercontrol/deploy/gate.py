@@ -1,8 +1,9 @@
 """The health gate after each wave: every client reports the new release and no workload FATAL
 or crash-looping, continuously for `min_healthy_seconds`, within `health_deadline_seconds`.
 
-`judge()` is the pure rule over one snapshot; `wait()` polls each client (its client API, or any
-probe given) with an injected clock, bounded by the deadline. A FATAL workload or a wrong release
+`judge()` is the pure rule over one snapshot; `wait()` polls each client (its client API, the
+central's view of it (deploy/central.py), or any probe given) with an injected clock, bounded by
+the deadline. A FATAL workload or a wrong release
 after the switch fails the client at once; BACKOFF, STARTING and a rising restart count reset its
 healthy streak.
 
@@ -79,6 +80,22 @@ def api_probe(api_url: str, token: str | None, timeout: float = 5.0) -> Probe:
         items = workloads.get("workloads", []) if isinstance(workloads, dict) else []
         release = status.get("release") if isinstance(status, dict) else None
         return Snapshot(release=release, workloads=tuple(w for w in items if isinstance(w, dict)))
+
+    return probe
+
+
+def first_answer(*probes: Probe) -> Probe:
+    """A probe that asks `probes` in turn and keeps the first answer; when none answers, the
+    reasons of all (a client API not reachable from the control host, then the central)."""
+
+    def probe() -> Snapshot:
+        errors = []
+        for p in probes:
+            snap = p()
+            if snap.error is None:
+                return snap
+            errors.append(snap.error)
+        return Snapshot(error="; ".join(errors))
 
     return probe
 

@@ -2,8 +2,11 @@
 
 A deployment walks its waves in order. Within a wave every client is updated in parallel; then
 the health gate. Any client of the wave that failed (install or gate) rolls the whole wave back
-and stops the deployment: no later wave is touched. An unreachable client is PENDING (picked up
-by `--resume`), never failed, unless `--unreachable=fail`.
+and stops the deployment: no later wave is touched. The one exception is `max_failed` (default
+0): clients whose install failed before their switch (they still run their old release) count
+as failed without failing their wave while the deployment's failures stay within it. An
+unreachable client is PENDING (picked up by `--resume`), never failed, unless
+`--unreachable=fail`.
 
 Imports only the standard library and config's models; no fabric, no I/O.
 """
@@ -72,11 +75,25 @@ class Result:
     reason: str = ""
     previous: str | None = None  # the release it ran before this deployment switched it
     switched: bool = False  # `current` points at the new release: a rollback must undo it
+    # Failed before anything was switched (copy failed, or the bootstrap stopped before its
+    # switch): the client surely runs what it ran before. Not so for a lost connection.
+    before_switch: bool = False
 
 
 def wave_failed(results: Iterable[Result]) -> bool:
     """A wave fails when any of its clients failed; pending clients do not fail it."""
     return any(r.outcome is Outcome.FAILED for r in results)
+
+
+def tolerated(results: Sequence[Result], failed_before: int, max_failed: int) -> list[Result]:
+    """The failed installs of a wave that `max_failed` lets the deployment go on past: all of
+    them, when none was switched (each still runs its old release) and the deployment's
+    failures (`failed_before` in earlier waves, plus these) stay within `max_failed`; else none
+    (the wave is rolled back and the deployment stops). Ansible's max_fail_percentage, counted."""
+    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    if not all(r.before_switch for r in failed) or failed_before + len(failed) > max_failed:
+        return []
+    return failed
 
 
 def final_status(outcomes: Iterable[Outcome], stopped: bool) -> Status:

@@ -34,6 +34,9 @@ R = TypeVar("R")
 
 # Exit codes of bootstrap.sh after which `current` has been switched: a rollback is needed.
 _SWITCHED = frozenset((0, 6))
+# Its exits before any switch (the client runs what it ran before); any other code (1 from a
+# failing command, 255 from ssh) leaves it unknown.
+_BEFORE_SWITCH = frozenset((2, 3, 4, 5, 7, 8))
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Remote:
             prev = previous if isinstance(previous, str) else None
             why = self._transfer(conn, client, where, release_id, staged)
             if why is not None:
-                return Result(client.name, Outcome.FAILED, why, prev)
+                return Result(client.name, Outcome.FAILED, why, prev, before_switch=True)
             cmd = layout.install_command(where, release_id, self.keep_releases, client.python)
             done = conn.run(cmd)
         except LOST as exc:
@@ -79,7 +82,8 @@ class Remote:
         what = layout.BOOTSTRAP_EXITS.get(done.exited, f"bootstrap exited {done.exited}")
         detail = done.stderr.strip()[-800:]
         reason = f"{what}: {detail}" if detail else what
-        return Result(client.name, Outcome.FAILED, reason, prev, switched=done.exited in _SWITCHED)
+        return Result(client.name, Outcome.FAILED, reason, prev, switched=done.exited in _SWITCHED,
+                      before_switch=done.exited in _BEFORE_SWITCH)  # fmt: skip
 
     def rollback(self, client: InventoryClient, target: str | None = None) -> Result:
         """Switch `client` back to `target` (default: its previous release) and restart it."""

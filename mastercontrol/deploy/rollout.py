@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import shlex
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,10 +72,18 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def probe_for(client: InventoryClient) -> gate.Probe:
+def probe_for(client: InventoryClient, central: Central | None, since_wall: float) -> gate.Probe:
+    """How the gate asks `client`: its own API (`api_url`); with a central configured, the
+    central's view of it when it has no `api_url` or its API does not answer."""
+    via_central = central.health_probe(client.name, since_wall) if central is not None else None
     if client.api_url is None:
-        return lambda: gate.Snapshot(error="no api_url in the inventory: cannot check health")
-    return gate.api_probe(client.api_url, client.api_token)
+        if via_central is not None:
+            return via_central
+        return lambda: gate.Snapshot(
+            error="no api_url in the inventory and no central_url: cannot check health"
+        )
+    own = gate.api_probe(client.api_url, client.api_token)
+    return own if via_central is None else gate.first_answer(own, via_central)
 
 
 class Rollout:
@@ -153,11 +162,18 @@ class Rollout:
             status, EXIT_FAILED
         )
 
-    def wave(self, dep: Deployment, wave: Sequence[InventoryClient]) -> int:
-        """Update, gate and (if needed) roll back one wave; the number of failed clients."""
+    def wave(self, dep: Deployment, wave: Sequence[InventoryClient]) -> bool:
+        """Update, gate and (if needed) roll back one wave; whether the deployment must stop.
+
+        A client whose install failed before its switch (invalid config, no disk, no Python: it
+        still runs its old release) counts towards `max_failed` instead of failing the wave,
+        while the deployment's failures so far stay within it; a switched client that fails
+        (install or gate) always rolls the wave back and stops.
+        """
         for c in wave:
             self.journal.set_client(dep.id, c.name, Outcome.IN_PROGRESS)
         staged = {c.name: build.staged(self.ctx.state_dir, dep.release, c.name) for c in wave}
+        switch_wall = time.time()  # a heartbeat before it cannot show the new release healthy
         results = parallel(lambda c: self.ctx.remote.update(c, dep.release, staged[c.name]), wave)
         by_name = {r.name: r for r in results}
         for r in results:
@@ -165,21 +181,28 @@ class Rollout:
                 self.journal.set_client(dep.id, r.name, r.outcome, r.reason, r.previous)
                 self.out(f"  {r.name}: {r.outcome}: {r.reason}")
         switched = [c for c in wave if by_name[c.name].outcome is Outcome.UPDATED]
+        earlier = self.failed_so_far(dep.id, {c.name for c in wave})
+        tolerated = plan.tolerated(results, earlier, self.ctx.settings.max_failed)
+        if tolerated:
+            self.out(f"  {len(tolerated)} client(s) failed before their switch: "
+                     f"{earlier + len(tolerated)} failed so far, within max_failed "
+                     f"{self.ctx.settings.max_failed}")  # fmt: skip
         verdicts: dict[str, gate.Verdict] = {}
-        if switched and not plan.wave_failed(results):  # a failed install rolls back anyway
+        if switched and (tolerated or not plan.wave_failed(results)):  # else: rolled back anyway
             s = self.ctx.settings
             self.out(f"  gate: {len(switched)} client(s), healthy for {s.min_healthy_seconds:g}s "
                      f"within {s.health_deadline_seconds:g}s")  # fmt: skip
-            verdicts = gate.wait({c.name: probe_for(c) for c in switched}, dep.release,
-                                 s.health_deadline_seconds, s.min_healthy_seconds)  # fmt: skip
+            probes = {c.name: probe_for(c, self.ctx.central, switch_wall) for c in switched}
+            verdicts = gate.wait(probes, dep.release, s.health_deadline_seconds,
+                                 s.min_healthy_seconds)  # fmt: skip
         failed = [n for n, v in verdicts.items() if not v.healthy]
-        failed += [r.name for r in results if r.outcome is Outcome.FAILED]
+        failed += [r.name for r in results if r.outcome is Outcome.FAILED and r not in tolerated]
         if not failed:
             for c in switched:
                 self.journal.set_client(dep.id, c.name, Outcome.UPDATED, "healthy",
                                         by_name[c.name].previous)  # fmt: skip
                 self.out(f"  {c.name}: updated")
-            return 0
+            return False
         # The wave failed: every client switched to the new release goes back, in parallel.
         undo = [c for c in wave if by_name[c.name].switched]
         back = {r.name: r for r in self.roll_back(undo, {n: by_name[n].previous for n in by_name})}
@@ -193,7 +216,14 @@ class Rollout:
             self.journal.set_client(dep.id, c.name, outcome, f"{why}; {r.reason}",
                                     by_name[c.name].previous)  # fmt: skip
             self.out(f"  {c.name}: {outcome}: {why}; {r.reason}")
-        return len(set(failed))
+        return True
+
+    def failed_so_far(self, dep_id: int, besides: set[str]) -> int:
+        """Clients of the deployment journalled as failed, not counting those in `besides`."""
+        dep = self.journal.get(dep_id)
+        if dep is None:
+            return 0
+        return sum(1 for r in dep.clients if r.outcome is Outcome.FAILED and r.name not in besides)
 
     def roll_back(
         self, clients: Sequence[InventoryClient], previous: dict[str, str | None]
@@ -201,6 +231,7 @@ class Rollout:
         """Roll `clients` back in parallel, then check each runs its previous release again."""
         if not clients:
             return []
+        since = time.time()
         results = parallel(lambda c: self.ctx.remote.rollback(c, previous.get(c.name)), clients)
         checked: list[Result] = []
         for c, r in zip(clients, results, strict=True):
@@ -208,7 +239,7 @@ class Rollout:
             if r.outcome is not Outcome.ROLLED_BACK or target is None:
                 checked.append(r)
                 continue
-            v = gate.wait({c.name: probe_for(c)}, target,
+            v = gate.wait({c.name: probe_for(c, self.ctx.central, since)}, target,
                           self.ctx.settings.health_deadline_seconds, 0.0)[c.name]  # fmt: skip
             why = f"rolled back to {target} but: {v.reason}"
             checked.append(r if v.healthy else Result(c.name, Outcome.FAILED, why))

@@ -151,7 +151,10 @@ def rsync_argv(src: Path, client: InventoryClient, dest: str, settings: SshSetti
     """rsync of `src/` into `dest/` on the client, over OpenSSH with the same host-key rules.
 
     The venv and the install marker that bootstrap.sh makes stay (excluded from --delete), so a
-    resumed deploy does not rebuild them.
+    resumed deploy does not rebuild them. `--link-dest` against the client's `current` release
+    hard-links every file that did not change (most of the wheelhouse) instead of sending it;
+    rsync replaces files by rename, never in place, so the releases never share a write. With no
+    `current` yet rsync says so on stderr and copies everything.
     """
     ssh = [
         "ssh", "-F", "/dev/null", "-p", str(client.ssh_port),
@@ -164,5 +167,6 @@ def rsync_argv(src: Path, client: InventoryClient, dest: str, settings: SshSetti
         ssh += ["-o", "IdentitiesOnly=yes", "-i", client.ssh_key]
     return [
         "rsync", "-a", "--delete", "--exclude=/venv", "--exclude=/.installed",
+        f"--link-dest={client.install_dir.rstrip('/')}/current/",
         "-e", shlex.join(ssh), f"{src}/", f"{client.ssh_user}@{client.host}:{dest}/",
     ]  # fmt: skip

@@ -65,7 +65,8 @@ def _check_and_migrate(conn: sqlite3.Connection, db_path: Path) -> None:
     if problem is not None:
         raise StoreError(
             f"state database {db_path} has {problem}: newer than this mastercontrol can use; "
-            f"upgrade mastercontrol or restore a matching database (docs/operations.md)"
+            f"upgrade mastercontrol or restore a matching database (a deploy keeps one per "
+            f"release under state/backups/, docs/operations.md)"
         )
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:

@@ -8,6 +8,7 @@ Every port is picked by binding port 0; every wait is bounded by a deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,8 +17,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -127,6 +130,16 @@ class Client:
         link = self.install_dir / "current"
         return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
 
+    def workload(self, name: str = "svc") -> dict[str, Any]:
+        """The workload as the client's own API reports it (state, pid, runs, ...)."""
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v1/workloads/{name}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            data: dict[str, Any] = json.load(reply)
+        found: dict[str, Any] = data.get("workload", data)
+        return found
+
     def log(self, workload: str = "svc") -> str:
         path = self.install_dir / "log" / f"{workload}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -138,6 +151,12 @@ class Fleet:
     keys: dict[str, Path]
     wheelhouse_cache: Path
     clients: list[Client] = field(default_factory=list)
+    # The central the clients send heartbeats to (nothing listens on port 9) and, when set, the
+    # inventory's central_url/central_api_token; `api_urls=False` leaves api_url out of it.
+    central_url: str = "http://127.0.0.1:9"
+    central_token: str | None = None
+    heartbeat_seconds: float = 60
+    api_urls: bool = True
 
     @property
     def project(self) -> Path:
@@ -172,12 +191,18 @@ class Fleet:
             **deploy,
         }
         lines = ["defaults:", "  ssh_user: root", f"  ssh_key: {self.keys['user']}",
-                 f"  python: {sys.executable}", f"  api_token: {TOKEN}", "deploy:"]  # fmt: skip
+                 f"  python: {sys.executable}", f"  api_token: {TOKEN}"]  # fmt: skip
+        if self.central_token is not None:
+            lines += [f"  central_url: {self.central_url}",
+                      f"  central_api_token: {self.central_token}"]  # fmt: skip
+        lines.append("deploy:")
         lines += [f"  {k}: {v}" for k, v in settings.items()]
         lines.append("clients:")
         for c in self.clients:
             lines += [f"  - name: {c.name}", "    host: 127.0.0.1", f"    ssh_port: {c.sshd.port}",
-                      f"    install_dir: {c.install_dir}", f"    api_url: {c.api_url}"]  # fmt: skip
+                      f"    install_dir: {c.install_dir}"]  # fmt: skip
+            if self.api_urls:
+                lines.append(f"    api_url: {c.api_url}")
             own = self.project / "configs" / c.name
             own.mkdir(parents=True, exist_ok=True)
             (own / "daemon.yaml").write_text(
@@ -188,8 +213,8 @@ class Fleet:
                       api_host: 127.0.0.1
                       api_port: {c.api_port}
                       api_token: {TOKEN}
-                      central_api_url: http://127.0.0.1:9
-                      heartbeat_interval_seconds: 60
+                      central_api_url: {self.central_url}
+                      heartbeat_interval_seconds: {self.heartbeat_seconds}
                 """)
             )
         self.inventory.write_text("\n".join(lines) + "\n")

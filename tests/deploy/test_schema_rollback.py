@@ -6,18 +6,15 @@ count is neither lost nor repeated."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from mastercontrol.deploy import build
 from mastercontrol.store.migrations import LATEST_VERSION
-from tests.deploy.fleet import TOKEN, Client, Fleet, wait_code
+from tests.deploy.fleet import Client, Fleet, wait_code
 from tests.integration.harness import REPO, wait_for
 
 # Appended to release B's migrations.py: one additive step that declares this checkout's schema
@@ -59,22 +56,12 @@ def newer_schema_project(dest: Path, wheelhouse_cache: Path) -> Path:
     return dest
 
 
-def schema_version(client: Client) -> int:
-    conn = sqlite3.connect(f"file:{client.install_dir / 'state' / 'state.db'}?mode=ro", uri=True)
+def schema_version(client: Client, db: str = "state.db") -> int:
+    conn = sqlite3.connect(f"file:{client.install_dir / 'state' / db}?mode=ro", uri=True)
     try:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
     finally:
         conn.close()
-
-
-def workload(client: Client, name: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{client.api_url}/api/v1/workloads/{name}", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        data: dict[str, Any] = json.load(reply)
-    found: dict[str, Any] = data.get("workload", data)
-    return found
 
 
 def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_kept(
@@ -108,13 +95,15 @@ def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_ke
     assert done.returncode == 0, done.stdout + done.stderr
     wait_code(client, "v2")
     assert schema_version(client) == LATEST_VERSION + 1  # B's daemon migrated the database
-    assert workload(client, "once")["state"] == "COMPLETED"
+    # The safety net for a migration A could not use: the database as A left it, backed up.
+    assert schema_version(client, f"backups/state.db.{release_a}") == LATEST_VERSION
+    assert client.workload("once")["state"] == "COMPLETED"
 
     done = fleet.fab("rollback")
     assert done.returncode == 0, done.stdout + done.stderr
     assert client.current() == release_a
     wait_code(client, "v1")  # the old daemon started on the newer database and runs svc
     assert schema_version(client) == LATEST_VERSION + 1  # used as it is, never downgraded
-    once = workload(client, "once")
+    once = client.workload("once")
     assert once["state"] == "COMPLETED" and once["runs"] == 3, once
     assert runs() == 3  # no run lost, none repeated

@@ -167,3 +167,53 @@ def test_the_deployers_http_calls_never_send_the_token_after_a_redirect() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _failed(name: str, *, before_switch: bool) -> plan.Result:
+    return plan.Result(name, Outcome.FAILED, "x", before_switch=before_switch)
+
+
+def test_max_failed_tolerates_only_failures_before_the_switch_within_the_count() -> None:
+    ok = plan.Result("a", Outcome.UPDATED, switched=True)
+    one = [ok, _failed("b", before_switch=True)]
+    assert plan.tolerated(one, 0, 0) == []  # the default: stop at the first failure
+    assert plan.tolerated(one, 0, 1) == [one[1]]
+    assert plan.tolerated(one, 1, 1) == []  # an earlier wave's failure counts too
+    two = [_failed("b", before_switch=True), _failed("c", before_switch=True)]
+    assert plan.tolerated(two, 0, 1) == [] and plan.tolerated(two, 0, 2) == two
+    # A client that may have switched (daemon did not start, connection lost) never is.
+    unknown = [_failed("b", before_switch=True), _failed("c", before_switch=False)]
+    assert plan.tolerated(unknown, 0, 5) == []
+    assert plan.tolerated([ok], 0, 0) == []
+
+
+def test_first_answer_keeps_the_first_probe_that_answers() -> None:
+    silent = gate.Snapshot(error="connection refused")
+    heard = gate.Snapshot(release="r2")
+    assert gate.first_answer(lambda: silent, lambda: heard)() is heard
+    both = gate.first_answer(lambda: silent, lambda: gate.Snapshot(error="central: no"))()
+    assert both.error == "connection refused; central: no"
+
+
+def test_the_centrals_view_counts_only_a_heartbeat_after_the_switch() -> None:
+    from mastercontrol.deploy.central import Central
+
+    class Stub(Central):
+        answer: object = None
+
+        def call(self, method: str, path: str, body: object = None) -> object:
+            assert (method, path) == ("GET", "/api/v1/clients/pi-1")
+            return self.answer
+
+    central = Stub("http://central", "t")
+    probe = central.health_probe("pi-1", since_wall=100.0)
+    central.answer = {"release": "r2", "last_seen": 99.0, "workloads": []}
+    assert probe().error == "central: no heartbeat from it since the switch yet"
+    central.answer = {"release": "r2", "last_seen": 101.0,
+                      "workloads": [{"name": "svc", "state": "RUNNING"}, "junk"]}  # fmt: skip
+    snap = probe()
+    assert (snap.error, snap.release, snap.workloads) == (
+        None, "r2", ({"name": "svc", "state": "RUNNING"},),
+    )  # fmt: skip
+    central.answer = None
+    assert probe().error == "central: no answer"
