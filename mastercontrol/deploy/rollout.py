@@ -60,6 +60,7 @@ class DeployOptions:
     tag: str | None = None
     release: str | None = None
     resume: bool = False
+    resume_id: int | None = None  # --resume=ID: that deployment, not the latest
     unreachable_fail: bool = False
     as_dict: dict[str, Any] = field(default_factory=dict)
 
@@ -98,9 +99,20 @@ class Rollout:
         """A new deployment (release built now unless --release), or the one --resume takes."""
         by_name = {c.name: c for c in self.ctx.inventory.clients}
         if opts.resume:
-            dep = self.journal.latest()
+            if opts.resume_id is None:
+                dep = self.journal.latest()
+                which = "the last deployment"
+            else:
+                dep = self.journal.get(opts.resume_id)
+                which = f"deployment {opts.resume_id}"
+                if dep is None:
+                    raise DeployError(f"nothing to resume: no deployment {opts.resume_id} in "
+                                      f"the journal (`fab releases` lists them)")  # fmt: skip
+            if dep is not None and dep.options.get("action") == "rollback":
+                raise DeployError(f"nothing to resume: {which} is a rollback; give "
+                                  f"--resume=ID of a deployment (`fab releases`)")  # fmt: skip
             if dep is None or dep.status in (Status.SUCCEEDED, Status.FAILED):
-                raise DeployError("nothing to resume: the last deployment has finished")
+                raise DeployError(f"nothing to resume: {which} has finished")
             todo = [r.name for r in dep.clients if r.outcome in plan.TO_DO]
             missing = [n for n in todo if n not in by_name]
             if missing:

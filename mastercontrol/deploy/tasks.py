@@ -49,9 +49,12 @@ INVENTORY_ENV = "MCTL_INVENTORY"
 ROOT_KEY = "mastercontrol_root"
 
 
-def fab_task(help: dict[str, str]) -> Callable[[Callable[..., None]], Any]:
-    """fabric.task with its help texts (typed: fabric's own decorator is not)."""
-    decorator: Callable[[Callable[..., None]], Any] = task(help=help)
+def fab_task(
+    help: dict[str, str], optional: tuple[str, ...] = ()
+) -> Callable[[Callable[..., None]], Any]:
+    """fabric.task with its help texts (typed: fabric's own decorator is not); `optional` names
+    flags whose value may be left out (`--resume` or `--resume=ID`)."""
+    decorator: Callable[[Callable[..., None]], Any] = task(help=help, optional=list(optional))
     return decorator
 
 
@@ -150,10 +153,11 @@ def _selected(
         "tag": "only clients with this tag",
         "dry-run": "print waves, clients and commands; connect to nothing, build nothing",
         "release": "deploy this already built release id instead of building one",
-        "resume": "continue the last interrupted or incomplete deployment",
+        "resume": "continue the last interrupted or incomplete deployment (--resume=ID: that one)",
         "unreachable": "pending (default: retried by --resume) or fail",
         "inventory": "inventory.yaml to use",
-    }
+    },
+    optional=("resume",),
 )
 def deploy(
     c: Context,
@@ -162,7 +166,7 @@ def deploy(
     tag: str | None = None,
     dry_run: bool = False,
     release: str | None = None,
-    resume: bool = False,
+    resume: Any = False,
     unreachable: str = "pending",
     inventory: str | None = None,
 ) -> None:
@@ -173,10 +177,12 @@ def deploy(
         if resume and (release or client or tag):
             raise DeployError("--resume continues the last deployment as it was: no --release, "
                               "--client or --tag with it")  # fmt: skip
+        resume_id = None if resume in (False, True, None) else _int(resume, "resume", 0)
         ctx = context(c, inventory)
         n = _int(batch, "batch", ctx.inventory.deploy.batch)
         opts = DeployOptions(
-            batch=n, clients=_names(client), tag=tag, release=release, resume=resume,
+            batch=n, clients=_names(client), tag=tag, release=release, resume=bool(resume),
+            resume_id=resume_id,
             unreachable_fail=unreachable == "fail",
             as_dict={"batch": n, "client": client, "tag": tag, "unreachable": unreachable},
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -97,9 +98,14 @@ def test_a_closed_port_is_pending_and_resume_updates_it_later(fleet: Fleet) -> N
     assert "pi-3: pending" in done.stdout and "resume" in done.stdout
     new = fleet.clients[0].current()
     assert fleet.clients[1].current() == new and down.current() != new
+    found = re.search(r"deployment (\d+) of", done.stdout)
+    assert found is not None, done.stdout
     down.sshd.start()
-    done = fleet.fab("deploy", "--resume")
+    refused = fleet.fab("deploy", "--resume=1")  # the first deployment: finished
+    assert refused.returncode == 1 and "deployment 1 has finished" in refused.stderr
+    done = fleet.fab("deploy", f"--resume={found[1]}")  # that deployment, given by id
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming deployment {found[1]}" in done.stdout
     assert down.current() == new
     wait_code(down, "v2")
 
