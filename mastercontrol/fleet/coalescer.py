@@ -53,7 +53,7 @@ class Coalescer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time (timer thread vs shutdown)
         self._states: dict[str, ClientState] = {}
-        self._last_sample: dict[str, float] = {}
+        self._last_sample: dict[str, float] = {}  # monotonic time of each client's last sample
         self._heard: dict[str, float] = {}  # monotonic time of the last heartbeat since start
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
@@ -120,8 +120,10 @@ class Coalescer:
             self._removed.discard(name)
             self.heartbeats += 1
             self._events.extend(_fatal_changes(old, hb, now))
-            if now - self._last_sample.get(name, float("-inf")) >= self.sample_every:
-                self._last_sample[name] = now
+            # Spaced on the monotonic clock (a wall step back must not stop the history for
+            # as long); the sample's time is wall time, like everything in the DB.
+            if heard - self._last_sample.get(name, float("-inf")) >= self.sample_every:
+                self._last_sample[name] = heard
                 self._samples.append(Sample(name, now, self.sample_every, hb.metrics()))
         return new
 

@@ -161,6 +161,20 @@ def test_history_keeps_one_sample_per_interval(store: SqliteFleetStore, clock: C
     assert values == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
 
 
+def test_a_wall_clock_step_back_does_not_stop_the_history(store: SqliteFleetStore) -> None:
+    wall, mono = Clock(), Clock()
+    rule = LivenessRule(stale_after=90, offline_after=300, started_at=START)
+    c = Coalescer(store, rule, sample_every=300, clock=wall, monotonic=mono)
+    c.ingest(hb("pi-01", system={"cpu_percent": 1.0}))
+    wall.now -= 3600  # the control host's clock steps an hour back
+    mono.now += 300  # while five minutes really pass
+    c.ingest(hb("pi-01", system={"cpu_percent": 2.0}))
+    c.flush()
+    # The spacing is real time; `at` stays wall time (so the second sorts first).
+    values = [p["value"] for p in store.history("pi-01", "cpu_percent", since=0)]
+    assert values == [2.0, 1.0]
+
+
 def test_a_failed_flush_keeps_everything_for_the_next(
     store: SqliteFleetStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
