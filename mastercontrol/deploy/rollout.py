@@ -284,7 +284,11 @@ class Rollout:
         self.out(f"deployment {dep.id} of {dep.release}: {dep.status}")
         for r in dep.clients:
             self.out(f"  {r.name:20} {r.outcome:12} {r.reason}")
-        if any(r.outcome in plan.TO_DO for r in dep.clients):
+        if not any(r.outcome in plan.TO_DO for r in dep.clients):
+            return
+        if dep.status is Status.FAILED:  # finished: `--resume` refuses it
+            self.out("  the clients not done keep their release; a new `fab deploy` reaches them")
+        else:
             self.out("  `fab deploy --resume` picks up the clients not done")
 
 
