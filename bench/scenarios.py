@@ -14,6 +14,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,10 @@ class Sizes:
 
 SLEEPER = Path(__file__).resolve().parent / "sleeper.py"
 # -I -S: no site module and no user paths; the same small interpreter start for both tools.
-PYTHON3 = "python3"
+# The interpreter itself, by absolute path: a bare "python3" may resolve to a wrapper (on the
+# bench machine a pyenv shim, a bash script that costs ~150 ms per start before Python runs),
+# which then dominates every restart figure of both tools.
+PYTHON3 = os.path.realpath(sys.executable)
 CHURN_SH = 'printf . >>"$1"'  # one byte per start, then exit 0: a program that exits at once
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mastercontrol.daemon.events import READ, WRITE, Registration
+from mastercontrol.daemon.events import READ, WRITE, Registration, Unwatch, no_unwatch
 from mastercontrol.daemon.peers import AccessPolicy, Peer, peer_of
 from mastercontrol.errors import IPCError
 from mastercontrol.ipc.protocol import (
@@ -72,11 +72,13 @@ class ControlServer:
         dispatch: Dispatch,
         group: str | None = None,
         read_group: str | None = None,
+        unwatch: Unwatch = no_unwatch,
     ) -> None:
         """`group` is daemon.socket_group, `read_group` daemon.read_group; KeyError when one
-        names no group."""
+        names no group. `unwatch` is called before a connection is closed (daemon/events.py)."""
         self.path = path
         self.dispatch = dispatch
+        self.unwatch = unwatch
         self.policy = AccessPolicy.from_names(group, read_group)
         self.conns: dict[int, Connection] = {}
         self.refused = 0  # requests refused for the peer's credentials
@@ -274,6 +276,7 @@ class ControlServer:
     def _close(self, fd: int) -> None:
         conn = self.conns.pop(fd, None)
         if conn is not None:
+            self.unwatch(fd)
             with contextlib.suppress(OSError):
                 conn.sock.close()
 

@@ -81,7 +81,7 @@ class MasterLoop:
         self.timers: TimerHeap[TimerKey] = TimerHeap()
         self.signals = SignalPipe()
         self.selector = selectors.DefaultSelector()
-        self.outputs = Outputs(log_dir)
+        self.outputs = Outputs(log_dir, self._unwatch)
         self.lifecycle = Lifecycle(
             store, clock, self.timers, self.outputs, spawner, send_signal, self.master_fds
         )
@@ -103,6 +103,7 @@ class MasterLoop:
             self.commands.dispatch,
             daemon_config.daemon.socket_group,
             daemon_config.daemon.read_group,
+            unwatch=self._unwatch,
         )
         self.timer_table = TimerTable(
             {
@@ -272,6 +273,14 @@ class MasterLoop:
             elif old[2] != events:
                 self.selector.modify(fd, events, (source, owner))
             self._registered[fd] = entry
+
+    def _unwatch(self, fd: int) -> None:
+        """A source is about to close `fd`: drop it from the selector while it is still open."""
+        if self._registered.pop(fd, None) is not None:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
 
     # ------------------------------------------------------------------ handlers
 

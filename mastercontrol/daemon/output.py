@@ -19,7 +19,7 @@ import select
 from dataclasses import dataclass
 from pathlib import Path
 
-from mastercontrol.daemon.events import READ, Registration
+from mastercontrol.daemon.events import READ, Registration, Unwatch, no_unwatch
 from mastercontrol.logfile import LogWriter
 
 log = logging.getLogger("mastercontrol.output")
@@ -38,8 +38,9 @@ class OutputPipe:
 
 
 class Outputs:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, unwatch: Unwatch = no_unwatch) -> None:
         self.log_dir = log_dir
+        self.unwatch = unwatch  # before each close of a pipe (daemon/events.py says why)
         self.writers: dict[str, LogWriter] = {}
         self.pipes: dict[int, OutputPipe] = {}  # child output fd -> where it goes
 
@@ -91,6 +92,7 @@ class Outputs:
             if not data:
                 writer.flush_partial()
                 del self.pipes[fd]
+                self.unwatch(fd)
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 if writer not in self.writers.values() and not self._in_use(writer):

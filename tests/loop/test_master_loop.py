@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,37 @@ def test_a_new_connection_on_a_reused_fd_number_is_served(
         for _ in range(5):
             loop.step(max_wait=0.01)  # the master sees the EOF and closes its end
     assert loop.control.registrations().keys() == {loop.control.listener.fileno()}
+
+
+def _watched_fds(loop: MasterLoop) -> set[int]:
+    """The fds the kernel's epoll instance still has registered (/proc fdinfo `tfd:` lines)."""
+    epfd = loop.selector.fileno()  # type: ignore[attr-defined]
+    text = Path(f"/proc/self/fdinfo/{epfd}").read_text()
+    return {int(line.split()[1]) for line in text.splitlines() if line.startswith("tfd:")}
+
+
+def test_a_pipe_closed_while_a_forked_child_holds_it_is_no_longer_watched(
+    rig: tuple[MasterLoop, FakeWorld, Configs, FakeClock],
+) -> None:
+    """A restart forks the new run before the old run's pipe reaches EOF and is closed: the
+    child holds a copy of the read end until its bootstrap closes it. epoll keeps a closed fd's
+    registration while a copy lives and reports EPOLLHUP at every wait: the master spun."""
+    loop, _, _, _ = rig
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    loop.outputs.attach("svc", read_fd)
+    loop.step(max_wait=0)
+    assert read_fd in _watched_fds(loop)
+    holder = subprocess.Popen(["sleep", "30"], pass_fds=[read_fd])  # the forked child's copy
+    try:
+        os.close(write_fd)  # the old run is gone: EOF
+        for _ in range(5):
+            loop.step(max_wait=0.01)
+            if read_fd not in loop.outputs.fds():
+                break
+        assert read_fd not in loop.outputs.fds()  # the master closed its end
+        loop.step(max_wait=0)
+        assert read_fd not in _watched_fds(loop)
+    finally:
+        holder.kill()
+        holder.wait(10)
