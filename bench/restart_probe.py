@@ -22,14 +22,14 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
 
 from bench import procs  # noqa: E402
 from bench.drivers import MasterControl  # noqa: E402
-from bench.scenarios import (
+from bench.scenarios import (  # noqa: E402
     _all_running,
     _poll,
     _restart_latency,
     _size,
     command_specs,
     module_specs,
-)  # noqa: E402
+)
 
 
 def main(argv: list[str] | None = None) -> int:
