@@ -1,10 +1,11 @@
-"""Master Control alone: restart latency after kill -9, for quick before/after comparisons.
+"""Master Control alone: spawn, restart after kill -9 and stop, for quick before/after pairs.
 
 `.venv/bin/python bench/restart_probe.py [--command] [-n 200] [--reps 10]` starts a real
 mastercontrold with n idle workloads (forked Python ones, or `command:` programs with
-`--command`), kills one of them with SIGKILL `--reps` times and prints min / median / max of
-the time until its replacement's own code has run (the same measurement as `make bench`'s
-restart rows, without supervisord: ~10-20 s instead of ~40 s). Not part of `make bench`.
+`--command`), prints the time until all run, kills one of them with SIGKILL `--reps` times and
+prints min / median / max of the time until its replacement's own code has run, then times
+`down` until every process is gone: the same measurements as `make bench`'s rows, without
+supervisord (~10-20 s instead of ~40 s). Not part of `make bench`.
 Imports the standard library and the bench's own modules.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +29,7 @@ from bench.scenarios import (  # noqa: E402
     _poll,
     _restart_latency,
     _size,
+    _stop_all,
     command_specs,
     module_specs,
 )
@@ -43,18 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     ready = run_dir / "ready"
     specs = (command_specs if args.command else module_specs)(args.n, ready)
     try:
+        t0 = time.perf_counter()
         drv.start(specs)
         _poll(lambda: _size(ready) >= args.n, 120.0, 0.01, "workloads to run")
-        _poll(lambda: _all_running(drv, args.n), 30.0, 0.02, "workloads RUNNING")
+        spawn = _poll(lambda: _all_running(drv, args.n), 30.0, 0.02, "workloads RUNNING") - t0
         got = _restart_latency(drv, ready, args.reps)
+        stop = _stop_all(drv)
     finally:
         drv.cleanup()
         procs.sweep(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
-    print(
-        f"restart ms: min {1000 * got['restart.min']:.1f} "
-        f"median {1000 * got['restart.median']:.1f} max {1000 * got['restart.max']:.1f}"
-    )
+    ms = {k: 1000 * (got[f"restart.{k}"] or 0.0) for k in ("min", "median", "max")}
+    print(f"spawn {args.n}: {spawn:.2f} s; stop: {stop:.2f} s")
+    print(f"restart ms: min {ms['min']:.1f} median {ms['median']:.1f} max {ms['max']:.1f}")
     return 0
 
 

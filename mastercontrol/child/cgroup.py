@@ -3,16 +3,16 @@
 Each run gets a cgroup of its own, a child of the daemon's cgroup, named
 `mc-<daemon start id>-<seq>`: the daemon start id is new at every start, so a later daemon never
 reuses a name and a keeper (`mastercontrol.daemon.keeper`) touches only its own daemon's runs.
-The child joins it in its bootstrap (it writes its own pid to `cgroup.procs`) before any
-workload code runs, so everything the workload forks, setsid'd or not, is inside, and one
-write to `cgroup.kill` (Linux 5.14+) kills the lot.
+The run is born inside it (the master sits in it for the spawn, `mastercontrol.child.scope`),
+so everything the workload forks, setsid'd or not, is inside, and one write to `cgroup.kill`
+(Linux 5.14+) kills the lot.
 
 No controller is enabled anywhere: cgroup v2's "no internal processes" rule concerns
 controllers only, so run cgroups can sit beside the daemon in its own cgroup (a controller
 such as pids.max would need the daemon moved into a leaf first). Anything refused (no cgroup2
 mount, EACCES, EROFS, EBUSY, an old kernel without cgroup.kill) makes `usable_base()` say why,
 and the caller falls back to process groups and the run marker (`mastercontrol.child.group`).
-Used by the master, the child bootstrap and the keeper: imports only the standard library.
+Used by the master and the keeper: imports only the standard library.
 """
 
 from __future__ import annotations
@@ -76,14 +76,9 @@ def create(path: Path) -> None:
     path.mkdir()
 
 
-def join(path: str) -> None:
-    """Move the calling process into `path` (the child bootstrap, before the workload). A str,
-    not a Path: in the child every object built touches (and so copies) shared pages."""
-    move(path, 0)  # 0: the writing process itself
-
-
 def move(path: str | Path, pid: int) -> None:
-    """Move `pid` into `path` from outside (a posix_spawn'ed child cannot join by itself)."""
+    """Move `pid` (0: the caller) into `path`. Slow after a quiet spell: the kernel waits for an
+    RCU grace period (10-15 ms here) unless another move happened just before (child/scope.py)."""
     fd = os.open(f"{os.fspath(path)}/cgroup.procs", os.O_WRONLY)
     try:
         os.write(fd, b"%d" % pid)

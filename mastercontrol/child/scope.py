@@ -1,14 +1,33 @@
 """Each run's scope: the cgroup (or, without cgroups, the marker) that holds all it starts.
 
-`RunScopes` wraps the spawner: before each fork it makes the run's cgroup
-`<daemon cgroup>/mc-<start id>-<seq>` (`mastercontrol.child.cgroup`; the child joins it in
-its bootstrap) or, where cgroups are refused, puts the marker `MASTERCONTROL_RUN=<start id>-<seq>`
-into the run's environment; after the fork it hands back the child with its start time and
-scope, which the lifecycle records in the run's row for the restart sweep. Its `signal` is the
-master's signal sender: a process-group signal as before (`killpg`), and for a SIGKILL, the
-run's whole cgroup too (`cgroup.kill`: setsid'd grandchildren included). The cgroup of a run
-whose leader was reaped is removed. Runs in the master; imports only the standard library and
-`mastercontrol.child`.
+`RunScopes` wraps the spawner. With cgroups, the master itself sits in a fresh, empty cgroup
+`<daemon cgroup>/mc-<start id>-<seq>` (`mastercontrol.child.cgroup`), its "nursery": a child
+starts in its parent's cgroup, so the next run is born inside it, forked or posix_spawn'ed, and
+everything it ever starts is inside too. Right after each spawn the master steps on into the
+next fresh cgroup and the one it left is that run's.
+
+Why not let the child join its cgroup (or move the master in just for the spawn)? Moving a
+process between cgroups takes the kernel's cgroup_threadgroup_rwsem for writing, which waits
+for an RCU grace period unless another migration happened just before: 10-15 ms on the bench
+machine (strace: the child's one write to cgroup.procs took 14 ms of a 23 ms restart). Here
+that wait is the master's, after the new run is already running, and back-to-back spawns (a
+boot, a churn) share one grace period. (clone3's CLONE_INTO_CGROUP would avoid the move
+altogether, but neither Python nor glibc before 2.39 offers it.)
+
+A health-check command the master forks is born in the nursery too (`after_fork`): the master
+steps on, and that cgroup is removed once the check is gone, so a run's cgroup.kill never
+reaches a check. Where cgroups are refused, or the master cannot step on (mkdir or the move
+fails), the master goes back to the daemon's cgroup and later runs carry the marker
+`MASTERCONTROL_RUN=<start id>-<seq>` in their environment instead (logged once). A master that
+cannot leave a run's cgroup at all never kills that cgroup (it would kill itself); that run is
+then stopped by process group only.
+
+After the fork the lifecycle gets the child with its start time and scope, which it records in
+the run's row for the restart sweep. `signal` is the master's signal sender: a process-group
+signal as before (`killpg`), and for a SIGKILL, the run's whole cgroup too (`cgroup.kill`:
+setsid'd grandchildren included). The cgroup of a run whose leader was reaped is removed by
+`tidy()`, which the loop calls after each wake, not on the restart path. Runs in the master;
+imports only the standard library and `mastercontrol.child`.
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mastercontrol.child import cgroup
-from mastercontrol.child.execspawn import ExecChild, fast_path_applies
+from mastercontrol.child.execspawn import ExecChild
 from mastercontrol.child.group import MARKER, killpg, start_ticks
 from mastercontrol.child.spawn import ChildSpec, SpawnedChild
 
@@ -37,70 +56,48 @@ class RunScopes:
         self.start_id = start_id
         self.base = base
         self._seq = 0
+        self._nursery: Path | None = None  # the empty cgroup the master sits in, if any
         self._cgroups: dict[int, Path] = {}  # pid of a run's leader -> its cgroup
-        self._draining: list[Path] = []  # killed, rmdir refused (EBUSY) so far
+        self._draining: list[Path] = []  # to remove once empty (killed runs, finished checks)
+        if base is not None:
+            self._step_on()
+
+    @property
+    def nursery(self) -> Path | None:
+        """Where the next child will be born (the master's own cgroup now), or None."""
+        return self._nursery
 
     def spawner(self, spawn: Spawn) -> Spawn:
         """`spawn`, with each run put in a scope of its own."""
 
         def spawn_in_scope(spec: ChildSpec, close_fds: Iterable[int]) -> SpawnedChild | ExecChild:
-            spec = self._prepare(spec)
-            path = Path(spec.cgroup) if spec.cgroup else None
-            # A run the fast path takes is posix_spawn'ed (child/execspawn.py): it cannot join
-            # by itself, and moving it in afterwards loses the race with its first fork. A child
-            # starts in its parent's cgroup, so the master steps into the run's cgroup for the
-            # spawn and back out (no controllers: moving costs two small writes). A forked run
-            # joins in its own bootstrap.
-            inside = path is not None and fast_path_applies(spec) and self._enter(path)
-            try:
-                child = spawn(spec, close_fds)
-            except BaseException:
-                if path is not None:
-                    if inside:
-                        self._leave()
-                        inside = False
-                    cgroup.remove(path)
-                raise
-            finally:
-                if inside:
-                    self._leave()
-            if path is not None:
+            path = self._nursery
+            if path is None:
+                self._seq += 1
+                spec = dataclasses.replace(
+                    spec, env={**spec.env, MARKER: f"{self.start_id}-{self._seq}"}
+                )
+            child = spawn(spec, close_fds)  # a failed spawn left no child: the nursery stays
+            started = start_ticks(child.pid)
+            if path is None:
+                return dataclasses.replace(child, started=started, scope=spec.env[MARKER])
+            # Out of the run's cgroup before anything can kill it (a stop in this same wake).
+            if self._leave(path):
                 self._cgroups[child.pid] = path
-            scope = spec.cgroup or spec.env.get(MARKER)
-            return dataclasses.replace(child, started=start_ticks(child.pid), scope=scope)
+            return dataclasses.replace(child, started=started, scope=str(path))
 
         return spawn_in_scope
 
-    def _enter(self, path: Path) -> bool:
-        try:
-            cgroup.move(path, os.getpid())
-            return True
-        except OSError as exc:
-            log.warning("cannot enter %s for a spawn: %s", path, exc.strerror)
-            return False
-
-    def _leave(self) -> None:
-        assert self.base is not None
-        try:
-            cgroup.move(self.base, os.getpid())
-        except OSError as exc:
-            log.error("cannot return to cgroup %s: %s", self.base, exc.strerror)
-
-    def _prepare(self, spec: ChildSpec) -> ChildSpec:
-        self._seq += 1
-        tag = f"{self.start_id}-{self._seq}"
-        if self.base is not None:
-            path = self.base / f"{cgroup.PREFIX}{tag}"
-            try:
-                cgroup.create(path)
-                return dataclasses.replace(spec, cgroup=str(path))
-            except OSError as exc:
-                log.warning("%s: cannot create cgroup %s: %s", spec.name, path, exc.strerror)
-        return dataclasses.replace(spec, env={**spec.env, MARKER: tag})
+    def after_fork(self) -> None:
+        """The master forked a child that is no run (a health-check command): it was born in
+        the nursery, which becomes its own; the master steps on to keep runs apart from it."""
+        path = self._nursery
+        if path is not None and self._leave(path):
+            self._draining.append(path)
 
     def signal(self, pgid: int, signum: int, *, unreaped: bool = False) -> None:
         """Signal a run's process group; a SIGKILL also kills its cgroup. `unreaped=False` is
-        the sweep after the leader's exit: the cgroup is killed and removed."""
+        the sweep after the leader's exit: the cgroup is killed and removed at `tidy()`."""
         path = self._cgroups.get(pgid)
         if path is not None and signum == signal.SIGKILL:
             cgroup.kill(path)
@@ -108,7 +105,67 @@ class RunScopes:
         if path is not None and not unreaped:
             del self._cgroups[pgid]
             self._draining.append(path)
+
+    def tidy(self) -> None:
+        """Remove the cgroups that emptied (the loop calls it after each wake). The killed die
+        within moments; whatever is still busy goes at a later call, or to the keeper."""
         if self._draining:
-            # The killed die within moments; whatever is still busy goes at a later call
-            # (or to the keeper at exit).
             self._draining = [p for p in self._draining if not cgroup.remove(p)]
+
+    def close(self) -> None:
+        """At the master's exit: back into the daemon's cgroup, the empty nursery removed."""
+        path, self._nursery = self._nursery, None
+        if path is not None and self.base is not None:
+            try:
+                cgroup.move(self.base, os.getpid())
+                cgroup.remove(path)
+            except OSError:
+                pass  # the keeper removes it
+        self.tidy()
+
+    # ------------------------------------------------------------------ the master's cgroup
+
+    def _leave(self, path: Path) -> bool:
+        """Step out of `path` (a child was just born in it); False if the master is still in
+        it: then it must never be killed."""
+        self._nursery = None
+        if self._step_on():
+            return True
+        assert self.base is None  # _step_on gave up on cgroups
+        log.error(
+            "the master cannot leave cgroup %s: the run born in it is stopped by process "
+            "group only",
+            path,
+        )
+        return False
+
+    def _step_on(self) -> bool:
+        """Move the master into a fresh cgroup for the next child. On failure: back into the
+        daemon's cgroup if possible, markers from now on (logged once); True if the master
+        is out of the cgroup it was in (a fresh one, or the daemon's)."""
+        base = self.base
+        assert base is not None
+        self._seq += 1
+        path = base / f"{cgroup.PREFIX}{self.start_id}-{self._seq}"
+        try:
+            cgroup.create(path)
+        except OSError as exc:
+            return self._give_up(f"cannot create cgroup {path}: {exc.strerror}")
+        try:
+            cgroup.move(path, os.getpid())
+        except OSError as exc:
+            cgroup.remove(path)
+            return self._give_up(f"cannot move the master into cgroup {path}: {exc.strerror}")
+        self._nursery = path
+        return True
+
+    def _give_up(self, why: str) -> bool:
+        base, self.base = self.base, None
+        assert base is not None
+        log.error("%s: runs are tracked by process group and marker from now on", why)
+        try:
+            cgroup.move(base, os.getpid())
+        except OSError as exc:
+            log.error("cannot return to cgroup %s: %s", base, exc.strerror)
+            return False
+        return True

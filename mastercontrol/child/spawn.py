@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
-from mastercontrol.child import cgroup
 from mastercontrol.child.limits import apply_memory_limit, apply_nice, apply_process_limit
 from mastercontrol.child.privileges import PrivilegeError, drop_privileges, workload_environment
 from mastercontrol.config.model import WorkloadConfig
@@ -90,7 +89,6 @@ class ChildSpec:
     memory_limit_mb: int | None = None  # RLIMIT_AS headroom above the bootstrap baseline
     cpu_nice: int = 0  # absolute niceness -20..19
     stop_signal: int = signal.SIGTERM  # what a timeout / stop sends first
-    cgroup: str | None = None  # the run's cgroup v2 directory, joined first (child/scope.py)
 
     def __post_init__(self) -> None:
         if (self.module is None) == (self.command is None):
@@ -286,8 +284,6 @@ def _child_main(
         os.setsid()  # own session and process group: the master stops it with killpg
         _child_arm_deathsig(master_pid)
         _child_setup_fds(close_fds, output_fd)
-        if spec.cgroup is not None:
-            _child_join_cgroup(spec.cgroup)  # before anything it starts: they are all inside
         _child_setup_environment(delta)
         warning = apply_nice(spec.cpu_nice)  # still root: a negative cpu_nice works with user
         if warning:
@@ -374,13 +370,6 @@ def _child_arm_deathsig(master_pid: int) -> None:
         raise _SetupError(f"prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}")
     if os.getppid() != master_pid:  # the master died before PDEATHSIG was armed
         os._exit(CHILD_EXIT_SETUP_FAILED)
-
-
-def _child_join_cgroup(path: str) -> None:
-    try:
-        cgroup.join(path)
-    except OSError as exc:  # runs anyway; the master's process-group kill still applies
-        _child_print(f"warning: cannot join cgroup {path}: {exc.strerror}")
 
 
 def _child_setup_environment(delta: EnvironmentDelta) -> None:

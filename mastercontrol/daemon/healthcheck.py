@@ -270,12 +270,18 @@ class CommandProbe(Probe):
     """
 
     def __init__(
-        self, argv: Sequence[str], timeout: float = 5.0, *, use_pidfd: bool | None = None
+        self,
+        argv: Sequence[str],
+        timeout: float = 5.0,
+        *,
+        use_pidfd: bool | None = None,
+        after_fork: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(timeout)
         if not argv:
             raise ValueError("health check command is empty")
         self.argv = tuple(argv)
+        self._after_fork = after_fork  # the master's run scopes step on (child/scope.py)
         self._use_pidfd = hasattr(os, "pidfd_open") if use_pidfd is None else use_pidfd
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
@@ -297,6 +303,7 @@ class CommandProbe(Probe):
             )
         except OSError as exc:
             return self._finish(False, f"cannot run {self.argv[0]}: {exc.strerror or exc}", now)
+        self._after_fork()
         self.pid = self._popen.pid
         if self._use_pidfd:
             try:
@@ -360,8 +367,9 @@ def reap_orphans() -> int:
     return len(_orphans)
 
 
-def make_probe(check: HealthCheck) -> Probe:
-    """The probe for a workload's `health_check:` (exactly one of tcp, http, command)."""
+def make_probe(check: HealthCheck, after_fork: Callable[[], None] = lambda: None) -> Probe:
+    """The probe for a workload's `health_check:` (exactly one of tcp, http, command);
+    `after_fork` is called once a command probe's process is started."""
     kinds = [k for k in (check.tcp, check.http, check.command) if k is not None]
     if len(kinds) != 1:
         raise ValueError("a health check needs exactly one of tcp, http, command")
@@ -370,7 +378,7 @@ def make_probe(check: HealthCheck) -> Probe:
     if check.http is not None:
         return HttpProbe(check.http, timeout=check.timeout)
     assert check.command is not None
-    return CommandProbe(check.command, timeout=check.timeout)
+    return CommandProbe(check.command, timeout=check.timeout, after_fork=after_fork)
 
 
 def wait_for(probe: Probe, clock: Callable[[], float] = time.monotonic) -> ProbeResult:

@@ -67,7 +67,11 @@ class MasterLoop:
         store_dir: Path | None = None,
         db_path: Path | None = None,
         lost_state: LostState | None = None,
+        after_fork: Callable[[], None] = lambda: None,
+        tidy: Callable[[], None] = lambda: None,
     ) -> None:
+        """`after_fork`: the master forked a child that is not a run (a health-check command);
+        `tidy`: housekeeping of the run scopes after each wake (both child/scope.py)."""
         store_dir = store_dir or log_dir
         self.config_dir = config_dir
         self.socket_path = socket_path
@@ -94,7 +98,9 @@ class MasterLoop:
             self.timers,
             [str(store_dir), str(log_dir)],
             daemon_config.daemon.sample_interval,
+            after_fork,
         )
+        self.tidy = tidy
         self.wakeups = 0  # loop iterations, for `ping` (an idle master should barely wake)
         config_push = ConfigPush(config_dir, self.state_dir, load_config)
         self.commands = Commands(self, config_push)
@@ -210,6 +216,7 @@ class MasterLoop:
             self._db_checked = now
             self.guard.check_file(self.clock.wall())
         self.control.send_replies()  # only now: what a reply acknowledges is on disk
+        self.tidy()  # e.g. remove the cgroup of a run reaped in this wake: off the restart path
 
     def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Everything one wake brings, in the fixed order: signals, reap, fds, timers."""

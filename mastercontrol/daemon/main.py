@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
                 clock=clock,
                 spawner=scopes.spawner(spawn_child),
                 send_signal=scopes.signal,
+                after_fork=scopes.after_fork,
+                tidy=scopes.tidy,
                 daemon_config=configs.daemon,
                 notifier=notifier,
                 store_dir=paths.db_path.parent,
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
         try:
             loop.run(configs)
         finally:
+            scopes.close()
             store.close()
         log.info("mastercontrold stopped")
         return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,10 @@ class Monitor:
         timers: TimerHeap[TimerKey],
         disk_paths: list[str],
         interval: float,
+        after_fork: Callable[[], None] = lambda: None,
     ) -> None:
         self.sup = supervisor
+        self.after_fork = after_fork  # a command probe was started (child/scope.py)
         self.clock = clock
         self.timers = timers
         self.disk_paths = disk_paths
@@ -169,7 +172,7 @@ class Monitor:
         now = self.clock.monotonic()
         probe = check.probe
         if probe is None:
-            probe = make_probe(check.tracker.check)
+            probe = make_probe(check.tracker.check, self.after_fork)
             check.probe = probe
             result = probe.start(now)
         else:

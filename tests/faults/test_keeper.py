@@ -189,3 +189,75 @@ def _private_kib(pid: int) -> int:
     fields = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
     private = ("Private_Clean", "Private_Dirty")
     return sum(int(f.split()[1]) for f in fields if f.startswith(private))
+
+
+def _cgroup_of(pid: int) -> str | None:
+    try:
+        return cgroup.own_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not CGROUPS_HERE, reason="cgroup v2 not usable here")
+def test_each_run_is_born_in_a_cgroup_of_its_own_and_the_master_is_in_none_of_them(
+    daemon: Daemon,
+) -> None:
+    """The master waits for each spawn in a fresh cgroup and steps on after it (child/scope.py):
+    runs (forked and posix_spawn'ed) and health-check commands each end up in their own, and a
+    stop's cgroup.kill never reaches the master."""
+    daemon.workload("py", "sleep_forever")
+    check = {"command": ["sleep", "0.3"], "interval": 0.1, "timeout": 5, "failures": 100}
+    daemon.workload("checked", "sleep_forever", health_check=check)
+    daemon.write(
+        "cmd.yaml", json.dumps({"name": "cmd", "type": "service", "command": ["sleep", "300"]})
+    )
+    daemon.start()
+    pids = {n: daemon.wait_state(n, "RUNNING")["pid"] for n in ("py", "checked", "cmd")}
+    runs = {n: _cgroup_of(p) for n, p in pids.items()}
+    master = _cgroup_of(daemon.pid)
+    prefix = f"{cgroup.PREFIX}{daemon.pid}."
+    assert all(c is not None and Path(c).name.startswith(prefix) for c in runs.values()), runs
+    assert len(set(runs.values())) == 3, runs
+    assert master is not None and Path(master).name.startswith(prefix), master
+    assert master not in runs.values()
+
+    def probe_cgroup() -> str | None:
+        for pid in _children(daemon.pid):
+            if _cmdline(pid) == ["sleep", "0.3"]:
+                return _cgroup_of(pid)
+        return None
+
+    probe = wait_for(probe_cgroup, what="a health-check command running")
+    assert probe not in runs.values() and probe != _cgroup_of(daemon.pid), (probe, runs)
+
+    daemon.ctl("stop", "cmd")  # stop: SIGTERM, then the cgroup.kill after the exit
+    daemon.ctl("restart", "py")
+    new_py = wait_for(
+        lambda: (
+            (p := daemon.status("py")["pid"]) != pids["py"]
+            and daemon.status("py")["state"] == "RUNNING"
+            and p
+        ),
+        what="py restarted",
+    )
+    assert _cgroup_of(new_py) not in (*runs.values(), _cgroup_of(daemon.pid))
+    assert daemon.proc is not None and daemon.proc.poll() is None  # the master lives on
+    daemon.wait_state("cmd", "STOPPED")
+    base = cgroup.usable_base()[0]
+    assert base is not None
+    gone = [runs["cmd"], runs["py"]]
+    wait_for(lambda: not any((base / Path(c).name).exists() for c in gone if c), what="rmdir")

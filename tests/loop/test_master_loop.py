@@ -139,7 +139,7 @@ def test_a_new_connection_on_a_reused_fd_number_is_served(
 
 def _watched_fds(loop: MasterLoop) -> set[int]:
     """The fds the kernel's epoll instance still has registered (/proc fdinfo `tfd:` lines)."""
-    epfd = loop.selector.fileno()  # type: ignore[attr-defined]
+    epfd = loop.selector.fileno()
     text = Path(f"/proc/self/fdinfo/{epfd}").read_text()
     return {int(line.split()[1]) for line in text.splitlines() if line.startswith("tfd:")}
 

@@ -57,7 +57,7 @@ def test_forcing_the_fallback_is_honoured(monkeypatch: pytest.MonkeyPatch) -> No
 def _family(
     env: dict[str, str] | None = None, cgroup_dir: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], list[int]]:
-    pre = (lambda: cgroup.join(str(cgroup_dir))) if cgroup_dir is not None else None
+    pre = (lambda: cgroup.move(cgroup_dir, 0)) if cgroup_dir is not None else None
     sh = subprocess.Popen(
         ["sh", "-c", FAMILY],
         stdout=subprocess.PIPE,
