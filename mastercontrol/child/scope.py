@@ -26,12 +26,17 @@ After the fork the lifecycle gets the child with its start time and scope, which
 the run's row for the restart sweep. `signal` is the master's signal sender: a process-group
 signal as before (`killpg`), and for a SIGKILL, the run's whole cgroup too (`cgroup.kill`:
 setsid'd grandchildren included). The cgroup of a run whose leader was reaped is removed by
-`tidy()`, which the loop calls after each wake, not on the restart path. Runs in the master;
-imports only the standard library and `mastercontrol.child`.
+`tidy()`, which the loop calls after each wake, not on the restart path.
+
+A daemon killed together with its keeper leaves its cgroups behind: `sweep_dead` (at start,
+under the state database's lock) removes those of the earlier daemons of the same state
+database, which it finds by the start ids recorded in a file beside the database. Runs in the
+master; imports only the standard library and `mastercontrol.child`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -41,12 +46,13 @@ from pathlib import Path
 
 from mastercontrol.child import cgroup
 from mastercontrol.child.execspawn import ExecChild
-from mastercontrol.child.group import MARKER, killpg, start_ticks
+from mastercontrol.child.group import MARKER, kill_cgroup, killpg, start_ticks
 from mastercontrol.child.spawn import ChildSpec, SpawnedChild
 
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[ChildSpec, Iterable[int]], SpawnedChild | ExecChild]
+RECORD_MAX = 65536  # bytes of the start-id record read (`sweep_dead`)
 
 
 class RunScopes:
@@ -169,3 +175,57 @@ class RunScopes:
             log.error("cannot return to cgroup %s: %s", base, exc.strerror)
             return False
         return True
+
+
+def sweep_dead(record: Path, start_id: str, base: Path | None) -> list[str]:
+    """At start, holding the state database's lock: remove the cgroups that earlier daemons of
+    this state database left (their keeper was killed with them), then record this daemon's
+    start id and cgroup base in `record` for the next start. Only start ids recorded there are
+    touched, so a live daemon of another state database under the same parent cgroup never is;
+    a populated leftover (a dead daemon's run that outlived it) is killed first. Returns the
+    cgroups removed."""
+    removed: list[str] = []
+    keep: list[str] = []
+    for line in _read_lines(record):
+        sid, _, where = line.partition(" ")
+        if not sid or "-" in sid or "/" in sid or not where.startswith("/"):
+            continue  # not a line this module wrote
+        left = cgroup.daemon_runs(Path(where), sid)
+        for path in left:
+            kill_cgroup(path)
+            if not path.exists():
+                removed.append(str(path))
+        if any(p.exists() for p in left):
+            keep.append(line)  # still busy: try again at the next start
+    mine = [f"{start_id} {base}"] if base is not None else []
+    _write_lines(record, keep + mine)
+    if removed:
+        log.warning(
+            "removed %d cgroup(s) an earlier daemon of this state database left: %s",
+            len(removed),
+            ", ".join(removed),
+        )
+    return removed
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return []
+    with os.fdopen(fd, "r", errors="replace") as f:
+        return f.read(RECORD_MAX).splitlines()
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """Replace `path` atomically (a temporary file renamed over it); errors are logged."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot record this daemon's cgroups in %s: %s", path, exc.strerror)
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -18,7 +18,7 @@ from pathlib import Path
 from mastercontrol import __version__
 from mastercontrol.child import cgroup
 from mastercontrol.child.execspawn import spawn_child
-from mastercontrol.child.scope import RunScopes
+from mastercontrol.child.scope import RunScopes, sweep_dead
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import DAEMON_LOG_NAME, add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
@@ -38,6 +38,7 @@ log = logging.getLogger("mastercontrol")
 
 DAEMON_LOG = f"{DAEMON_LOG_NAME}.log"
 STARTUP_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+CGROUPS = ".cgroups"  # beside the state DB: the start ids whose cgroups may be left (scope.py)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
             log.error("%s", exc)
             store.close()
             return EX_CONFIG
-        scopes = run_scopes(keeper_end)
+        scopes = run_scopes(keeper_end, paths.db_path.with_name(paths.db_path.name + CGROUPS))
         try:
             loop = MasterLoop(
                 config_dir=paths.config_dir,
@@ -219,9 +220,11 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
         _release(held)
 
 
-def run_scopes(keeper_end: Keeper) -> RunScopes:
-    """Per-run cgroups where this daemon may create them, else process groups and markers."""
+def run_scopes(keeper_end: Keeper, record: Path) -> RunScopes:
+    """Per-run cgroups where this daemon may create them, else process groups and markers.
+    First the cgroups dead daemons of this state database left go (`record` names them)."""
     base, why = cgroup.usable_base()
+    sweep_dead(record, keeper_end.start_id, base)
     if base is not None:
         keeper_end.tell("cgroup", str(base))
         log.info("each run gets a cgroup under %s", base)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -261,3 +262,75 @@ def test_each_run_is_born_in_a_cgroup_of_its_own_and_the_master_is_in_none_of_th
     assert base is not None
     gone = [runs["cmd"], runs["py"]]
     wait_for(lambda: not any((base / Path(c).name).exists() for c in gone if c), what="rmdir")
+
+
+@pytest.mark.skipif(not CGROUPS_HERE, reason="cgroup v2 not usable here")
+def test_a_daemon_removes_the_cgroups_its_dead_predecessor_left_and_no_one_elses(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """kill -9 of the keeper and then of its master leaves their cgroups behind (nobody is left
+    to remove them): the next daemon of the same state database removes them at start; a live
+    daemon of another state database under the same parent cgroup keeps all of its."""
+    base = cgroup.usable_base()[0]
+    assert base is not None
+    other = Daemon(tmp_path / "other")
+    try:
+        for d in (daemon, other):
+            d.workload("svc", "sleep_forever")
+            d.start()
+            d.wait_state("svc", "RUNNING")
+        dead = sorted(base.glob(f"{cgroup.PREFIX}{daemon.pid}.*"))
+        others = sorted(base.glob(f"{cgroup.PREFIX}{other.pid}.*"))
+        assert dead and others
+        keeper = _keeper_of(str(daemon.db_path))
+        assert keeper is not None
+        os.kill(keeper, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(keeper), what="keeper gone")
+        leader = daemon.status("svc")["pid"]
+        daemon.kill9()
+        wait_for(lambda: not pid_alive(leader), what="the run gone with its master (PDEATHSIG)")
+        assert all(p.exists() for p in dead)  # nobody removed them
+
+        daemon.start()
+        daemon.wait_state("svc", "RUNNING")
+        wait_for(lambda: not any(p.exists() for p in dead), what="the dead daemon's cgroups gone")
+        assert all(p.exists() for p in others)  # the other daemon's are untouched
+        assert other.status("svc")["state"] == "RUNNING"
+        assert "an earlier daemon of this state database left" in _daemon_log(daemon)
+    finally:
+        other.cleanup()
+
+
+@pytest.mark.skipif(not CGROUPS_HERE, reason="cgroup v2 not usable here")
+def test_a_master_that_cannot_step_on_stays_out_of_run_cgroups_and_says_so_once(
+    daemon: Daemon,
+) -> None:
+    """The daemon's own cgroup allows only two cgroups below it (cgroup.max.descendants): the
+    master makes the first run's cgroup and then the second, cannot make a third, goes back to
+    its own cgroup and gives later runs markers; stopping the runs (cgroup.kill included) never
+    touches the master, and the fallback is logged once, not at every start."""
+    base = cgroup.usable_base()[0]
+    assert base is not None
+    home = base / f"{cgroup.PREFIX}test-home.{os.getpid()}"
+    home.mkdir()
+    try:
+        (home / "cgroup.max.descendants").write_text("2")
+        for name in ("a", "b", "c"):
+            daemon.workload(name, "sleep_forever")
+        daemon.start(cgroup=home)
+        pids = {n: daemon.wait_state(n, "RUNNING")["pid"] for n in ("a", "b", "c")}
+        cgroups = {n: _cgroup_of(p) for n, p in pids.items()}
+        assert cgroups["a"] != cgroups["b"] and cgroups["c"] == f"/{home.name}", cgroups
+        for _ in range(3):
+            for name in ("a", "b", "c"):
+                daemon.ctl("restart", name)
+            for name in ("a", "b", "c"):
+                daemon.wait_state(name, "RUNNING")
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        assert _cgroup_of(daemon.pid) == f"/{home.name}"  # out of every run's cgroup
+        text = _daemon_log(daemon)
+        assert text.count("runs are tracked by process group and marker from now on") == 1, text
+        daemon.stop()
+    finally:
+        daemon.cleanup()
+        wait_for(lambda: cgroup.remove(home), what=f"{home} empty and removed")

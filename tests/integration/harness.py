@@ -81,15 +81,31 @@ class Daemon:
         ]
 
     def start(
-        self, wait: bool = True, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        cgroup: Path | None = None,
     ) -> None:
+        """`cgroup`: a cgroup v2 directory the daemon is started in (its own cgroup)."""
         # A NOTIFY_SOCKET of whatever runs the tests must not reach the daemon; a test's may.
         full_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         full_env.update(env or {})
         self.stderr_path = self.root / f"daemon-{time.monotonic_ns()}.stderr"
+        # sh writes itself (0: the writer) into the cgroup, then becomes the daemon (same pid).
+        enter = (
+            ["sh", "-c", 'echo 0 >"$0/cgroup.procs" && exec "$@"', str(cgroup)] if cgroup else []
+        )
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mastercontrol.daemon.main", *self.path_args(), *args],
+                [
+                    *enter,
+                    sys.executable,
+                    "-m",
+                    "mastercontrol.daemon.main",
+                    *self.path_args(),
+                    *args,
+                ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=err,

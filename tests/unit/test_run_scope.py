@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from mastercontrol.child import cgroup
+from mastercontrol.child.execspawn import ExecChild
 from mastercontrol.child.group import (
     MARKER,
     kill_cgroup,
@@ -17,6 +20,8 @@ from mastercontrol.child.group import (
     start_ticks,
     sweep_interrupted,
 )
+from mastercontrol.child.scope import RunScopes
+from mastercontrol.child.spawn import ChildSpec
 from tests.integration.harness import pid_alive, wait_for
 
 UNIFIED = (
@@ -126,3 +131,49 @@ def test_the_sweep_signals_a_recorded_pid_only_if_its_start_time_matches() -> No
     sent.clear()
     sweep_interrupted([(proc.pid, started, None)], send)  # gone: its group's leftovers may live
     assert sent == [(proc.pid, signal.SIGKILL)]
+
+
+def test_a_master_that_cannot_leave_a_runs_cgroup_never_kills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel refuses every move after the first (as into a cgroup that gained controllers):
+    the master is stuck in the cgroup its first run was born in. A SIGKILL for that run must
+    not write cgroup.kill there (the master would die with it); later runs get markers."""
+    moves: list[Path] = []
+    killed: list[Path] = []
+
+    def move(path: str | Path, pid: int) -> None:
+        moves.append(Path(path))
+        if len(moves) > 1:
+            raise PermissionError(errno.EACCES, "refused")
+
+    def kill(path: Path) -> bool:
+        killed.append(path)
+        return True
+
+    monkeypatch.setattr(cgroup, "move", move)
+    monkeypatch.setattr(cgroup, "kill", kill)
+    scopes = RunScopes("t1.abc", tmp_path)
+    first = scopes.nursery
+    assert first is not None and first.parent == tmp_path and first.is_dir()
+    procs: list[subprocess.Popen[bytes]] = []
+    specs: list[ChildSpec] = []
+
+    def spawn(spec: ChildSpec, close_fds: Iterable[int]) -> ExecChild:
+        specs.append(spec)
+        procs.append(subprocess.Popen(["sleep", "30"], start_new_session=True))
+        return ExecChild(pid=procs[-1].pid, log_fd=-1)
+
+    spawner = scopes.spawner(spawn)
+    try:
+        child = spawner(ChildSpec(name="a", command=("sleep", "30")), ())
+        assert child.scope == str(first) and scopes.nursery is None
+        scopes.signal(child.pid, signal.SIGKILL)
+        assert procs[0].wait(10) == -signal.SIGKILL  # its process group got it ...
+        assert killed == []  # ... but not the cgroup the master is in
+        later = spawner(ChildSpec(name="b", command=("sleep", "30")), ())
+        assert later.scope == specs[1].env[MARKER] and later.scope.startswith("t1.abc-")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
