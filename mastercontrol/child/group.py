@@ -69,10 +69,15 @@ def killpg(pgid: int, signum: int, *, unreaped: bool = False) -> None:
 def _stat(pid: int) -> tuple[int, int, int] | None:
     """(ppid, process group, start time in clock ticks since boot) of `pid`, None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096)  # one read: the kernel writes the line whole (~350 bytes)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # Field 2 (comm) is in parentheses and may hold anything: split after the last ')'.
     fields = raw[raw.rfind(b")") + 2 :].split()
     try:

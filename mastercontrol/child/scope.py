@@ -119,14 +119,9 @@ class RunScopes:
             self._draining = [p for p in self._draining if not cgroup.remove(p)]
 
     def close(self) -> None:
-        """At the master's exit: back into the daemon's cgroup, the empty nursery removed."""
-        path, self._nursery = self._nursery, None
-        if path is not None and self.base is not None:
-            try:
-                cgroup.move(self.base, os.getpid())
-                cgroup.remove(path)
-            except OSError:
-                pass  # the keeper removes it
+        """At the master's exit. The nursery stays: the keeper removes it once the master is
+        gone (moving out first would cost the stop a grace period, see the module docstring),
+        or the next daemon does (`sweep_dead`) if the keeper died too."""
         self.tidy()
 
     # ------------------------------------------------------------------ the master's cgroup
