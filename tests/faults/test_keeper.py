@@ -282,7 +282,7 @@ def test_a_daemon_removes_the_cgroups_its_dead_predecessor_left_and_no_one_elses
         dead = sorted(base.glob(f"{cgroup.PREFIX}{daemon.pid}.*"))
         others = sorted(base.glob(f"{cgroup.PREFIX}{other.pid}.*"))
         assert dead and others
-        keeper = _keeper_of(str(daemon.db_path))
+        keeper = _keeper_of(daemon.pid)
         assert keeper is not None
         os.kill(keeper, signal.SIGKILL)
         wait_for(lambda: not pid_alive(keeper), what="keeper gone")
