@@ -134,7 +134,8 @@ def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> li
         "autorestart=true; both write each workload's output to NAME.log and use their default "
         "log levels. Workloads of both run on the project's .venv Python.",
         "command: rows: exec'd programs (Master Control `command:`, supervisord `command=`): "
-        "`python3 -I -S bench/sleeper.py idle READY` for the fleet (ready = its byte appended), "
+        "`python3 -I -S bench/sleeper.py idle READY` (the interpreter by absolute path) for the "
+        "fleet (ready = its byte appended), "
         "`/bin/sh -c 'printf . >>FILE'` for churn; restart = median of "
         "rounds x reps kill -9s; targets marked 'abs' are the issue's absolute figures for "
         "Master Control on this machine, not ratios.",

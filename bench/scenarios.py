@@ -67,7 +67,7 @@ def module_specs(n: int, ready: Path) -> list[Spec]:
 
 
 def command_specs(n: int, ready: Path) -> list[Spec]:
-    """n idle exec'd programs: `python3 -I -S sleeper.py idle READY`."""
+    """n idle exec'd programs: `PYTHON3 -I -S sleeper.py idle READY`."""
     argv = (PYTHON3, "-I", "-S", str(SLEEPER), "idle", str(ready))
     return [Spec(f"p{i:03d}", "idle", argv=argv) for i in range(1, n + 1)]
 
