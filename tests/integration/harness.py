@@ -189,16 +189,28 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        for proc in psutil.process_iter(["cmdline", "environ"]):
+        # The keeper's cleanup half names the daemon log (under root) on its command line:
+        # killing it here would leave its daemon's cgroups behind on the test machine. It is
+        # done within moments of its master's exit; wait for it (bounded), kill only then.
+        keepers = [p for p, cmd in self._processes_under_root() if "keeper import cleanup" in cmd]
+        psutil.wait_procs(keepers, timeout=5)
+        for proc, _cmd in self._processes_under_root():
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+    def _processes_under_root(self) -> list[tuple[psutil.Process, str]]:
+        """Every process whose command line names this daemon's directory, with that line."""
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
             try:
                 cmd = " ".join(proc.info["cmdline"] or [])
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             if str(self.root) in cmd:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+                found.append((proc, cmd))
+        return found
 
 
 def pid_alive(pid: int) -> bool:
