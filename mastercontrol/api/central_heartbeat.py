@@ -4,9 +4,9 @@ Owns nothing but speed. At fleet scale the heartbeat is nearly every request the
 serves, and Bottle's request and response objects, routing, hooks and plugins cost more than
 checking, decoding and ingesting the heartbeat itself (bench/RESULTS.md, "Central API under
 load"). So a heartbeat that is accepted is handled here with the same steps as the route in
-api/central_app.py: the client's token (fleet/roster.py), the JSON decoding of api/body.py
-(less its depth walk: the intake reads a bounded depth only, and too deep a body fails
-json.loads itself), the intake's `parse_heartbeat`, the coalescer's `ingest`. Anything else
+api/central_app.py: the client's token (fleet/roster.py), api/body.py's `decode` (UTF-8 only,
+no NaN/Infinity, at most MAX_DEPTH levels: what the route accepts, no more), the intake's
+`parse_heartbeat`, the coalescer's `ingest`. Anything else
 (a refused token, a wrong content type, a bad or oversized body, another method or path) goes
 to the Bottle app with the body it carried, so every refusal is still written, counted and
 answered in one place: this module never builds an error. Imports the stdlib and api/; never
@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mastercontrol.api.body import no_constants
+from mastercontrol.api.body import decode
 from mastercontrol.api.central_app import HEARTBEAT_MAX_BYTES, HEARTBEAT_PATH, Central, bearer
+from mastercontrol.api.errors import APIError
 from mastercontrol.fleet.intake import HeartbeatInvalid, parse_heartbeat
 from mastercontrol.fleet.roster import Verdict
 
@@ -63,8 +64,8 @@ def _accept(environ: dict[str, Any], central: Central) -> bytes | None:
     data = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(data)  # for the Bottle route, if it gets the request
     try:
-        body = json.loads(data, parse_constant=no_constants)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        body = decode(data)
+    except APIError:
         return None
     name = body.get("client_name") if isinstance(body, dict) else None
     if not isinstance(name, str) or roster.check_heartbeat(name, token) != Verdict.OK:

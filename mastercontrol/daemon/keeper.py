@@ -38,7 +38,7 @@ from pathlib import Path
 from mastercontrol.child import cgroup
 from mastercontrol.child.group import kill_cgroup, kill_marked
 
-COMM = b"mc-keeper"  # its name in ps/top (/proc/<pid>/comm); its command line is the master's
+COMM = b"mc-keeper"  # its name in ps/top (/proc/<pid>/comm); keeper.sh gives its sh half the same
 
 
 @dataclass

@@ -10,9 +10,7 @@ redirect) and deploy/gate.py; no fabric, no API code (it speaks HTTP to it).
 from __future__ import annotations
 
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from mastercontrol.deploy.gate import Probe, Snapshot
@@ -41,7 +39,7 @@ class Central:
                 self.url + path, self.token, method, body,
                 timeout=_TIMEOUT, max_bytes=8 * 1024 * 1024,
             )  # fmt: skip
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
             self.last_error = f"{method} {self.url}{path}: {exc}"
             return None
 

@@ -14,8 +14,6 @@ redirect); no fabric, no daemon, no API code (it speaks HTTP to it).
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +73,7 @@ def api_probe(api_url: str, token: str | None, timeout: float = 5.0) -> Probe:
         try:
             status = get("/api/v1/status")
             workloads = get("/api/v1/workloads")
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
             return Snapshot(error=str(exc) or type(exc).__name__)
         items = workloads.get("workloads", []) if isinstance(workloads, dict) else []
         release = status.get("release") if isinstance(status, dict) else None

@@ -146,9 +146,6 @@ class Coalescer:
             was_offline=state.status == Liveness.OFFLINE,
         )
 
-    def in_grace(self) -> bool:
-        return self.rule.in_grace(self.monotonic())
-
     # -- flushing ------------------------------------------------------------------------------
 
     def flush(self) -> FlushStats:

@@ -13,7 +13,7 @@ in the same transaction as the version bump). An older release's daemon (`fab ro
 a newer database whose `compat_version` it reaches, as it is and without touching the version;
 it refuses only an incompatible one (exit 78, the database left alone). A step may declare an
 older level only when it is additive: new tables, new indexes, new columns that are nullable or
-have a default (`ADDITIVE` below; tests/unit/test_store_db.py enforces it); newer code then
+have a default (`ADDITIVE` below; tests/unit/test_schema_compat.py enforces it); newer code then
 accepts rows written by an older daemon after the step (NULL or the default in its columns).
 
 Schema (version 4). Times are wall-clock epoch seconds (floats), for display and history only;

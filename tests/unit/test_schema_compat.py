@@ -104,7 +104,9 @@ def test_an_older_daemon_uses_a_newer_compatible_database_as_it_is(
     store, _ = open_store(path, NOW)
     store.record_transition("once", None, "RUNNING", "start", NOW, pid=42)
     store.close()
-    _migrate_as_newer_code(path, monkeypatch, ("ALTER TABLE runs ADD COLUMN note TEXT",), 4)
+    _migrate_as_newer_code(
+        path, monkeypatch, ("ALTER TABLE runs ADD COLUMN note TEXT",), LATEST_VERSION
+    )
 
     store, message = open_store(path, NOW)  # this code: one version behind
     assert message is None
@@ -119,7 +121,7 @@ def test_an_older_daemon_uses_a_newer_compatible_database_as_it_is(
     _migrate_again = connect(path)
     with monkeypatch.context() as m:
         m.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, ("THIS WOULD FAIL IF RUN AGAIN",)))
-        m.setattr(migrations, "COMPATIBLE_FROM", (*COMPATIBLE_FROM, 4))
+        m.setattr(migrations, "COMPATIBLE_FROM", (*COMPATIBLE_FROM, LATEST_VERSION))
         assert migrate_state(_migrate_again) == LATEST_VERSION + 1
     assert _migrate_again.execute("SELECT note FROM runs").fetchall() == []
     _migrate_again.close()
