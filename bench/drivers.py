@@ -136,6 +136,38 @@ class MasterControl(_Base):
         return [str(MC_BIN / "mastercontrol-ctl"), *self.paths, "down"]
 
 
+class Floor(_Base):
+    """bench/floor.py: posix_spawn + waitpid by pid, restart on exit; `command:` specs only."""
+
+    label = "floor"
+
+    def start(self, specs: list[Spec]) -> None:
+        (self.dir / "log").mkdir(exist_ok=True)
+        spec = self.dir / "floor.json"
+        spec.write_text(json.dumps([{"name": s.name, "argv": list(s.argv or ())} for s in specs]))
+        self._launch([
+            str(MC_BIN / "python"), str(ROOT / "bench" / "floor.py"), "--spec", str(spec),
+            "--socket", str(self.dir / "floor.sock"), "--log-dir", str(self.dir / "log"),
+        ])  # fmt: skip
+
+    def states(self) -> dict[str, tuple[str, int | None]]:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10.0)
+                sock.connect(str(self.dir / "floor.sock"))
+                data = b"".join(iter(lambda: sock.recv(65536), b""))
+            pids: dict[str, int] = json.loads(data)
+        except (OSError, ValueError):  # not up yet: the caller polls again
+            return {}
+        return {name: ("RUNNING" if pid else "STARTING", pid or None) for name, pid in pids.items()}
+
+    def ctl_list_argv(self) -> list[str]:
+        raise NotImplementedError("the floor has no control command")
+
+    def down_argv(self) -> list[str]:
+        return ["kill", "-TERM", str(self.master_pid)]
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         super().__init__("localhost", timeout=10.0)

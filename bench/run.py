@@ -30,6 +30,7 @@ from bench.drivers import (  # noqa: E402
     MC_BIN,
     SV_VENV,
     Driver,
+    Floor,
     MasterControl,
     Supervisord,
     ensure_supervisor,
@@ -53,18 +54,23 @@ class Bench:
     def __init__(self, run_dir: Path, sizes: Sizes) -> None:
         self.run_dir = run_dir
         self.sizes = sizes
-        self.results: dict[str, Results] = {"mc": {}, "sv": {}}
+        self.results: dict[str, Results] = {"mc": {}, "sv": {}, "floor": {}}
         self.errors: list[str] = []
         self.active: list[Driver] = []
 
-    def _drivers(self, tag: str) -> list[tuple[str, Driver]]:
-        return [
+    def _drivers(self, tag: str, floor: bool) -> list[tuple[str, Driver]]:
+        out: list[tuple[str, Driver]] = [
             ("mc", MasterControl(self.run_dir / f"{tag}-mc")),
             ("sv", Supervisord(self.run_dir / f"{tag}-sv")),
         ]
+        if floor:  # the `command:` rows: bench/floor.py in the same run
+            out.append(("floor", Floor(self.run_dir / f"{tag}-floor")))
+        return out
 
-    def _each(self, tag: str, what: str, body: Callable[[Driver, Path], Results]) -> None:
-        for key, drv in self._drivers(tag):
+    def _each(
+        self, tag: str, what: str, body: Callable[[Driver, Path], Results], floor: bool = False
+    ) -> None:
+        for key, drv in self._drivers(tag, floor):
             _log(f"{what}: {drv.label} ...")
             self.active.append(drv)
             t0 = time.monotonic()
@@ -89,11 +95,17 @@ class Bench:
         if "churn" in selected:
             self._each("churn", "churn", lambda d, w: churn(d, w, self.sizes))
         if "command" in selected:
-            n, cmd = s.command_fleet, {"restart", "stop", "ctl"}
+            n = s.command_fleet
             label = f"command: fleet of {n} (spawn, restart x{s.command_restart_rounds}, ctl, stop)"
-            self._each("cmdfleet", label, lambda d, w: fleet(d, w, n, cmd, s, command=True))
+
+            def cmd_fleet(d: Driver, w: Path) -> Results:
+                measure = {"restart", "stop"} | (set() if isinstance(d, Floor) else {"ctl"})
+                return fleet(d, w, n, measure, s, command=True)
+
+            self._each("cmdfleet", label, cmd_fleet, floor=True)
         if "command-churn" in selected:
-            self._each("cmdchurn", "command: churn", lambda d, w: churn(d, w, s, command=True))
+            self._each("cmdchurn", "command: churn", lambda d, w: churn(d, w, s, command=True),
+                       floor=True)  # fmt: skip
 
     def _fleet(self, n: int, measure: set[str]) -> Callable[[Driver, Path], Results]:
         return lambda drv, workdir: fleet(drv, workdir, n, measure, self.sizes)
@@ -104,11 +116,11 @@ class Bench:
         procs.sweep(str(self.run_dir))
 
 
-def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> list[str]:
+def _notes(results: dict[str, Results], errors: list[str], misses: list[str]) -> list[str]:
     notes = [f"Scenario failed: {e}" for e in errors]
     notes += [f"Target missed: {m} (see the analysis below)" for m in misses]
-    for key, label in (("mc", "Master Control"), ("sv", "supervisord")):
-        r = {"mc": mc, "sv": sv}[key]
+    for key, label in (("mc", "Master Control"), ("sv", "supervisord"), ("floor", "floor")):
+        r = results[key]
         for pre in ("", "cmd."):
             if f"{pre}restart.min" in r:
                 notes.append(
@@ -139,6 +151,10 @@ def _notes(mc: Results, sv: Results, errors: list[str], misses: list[str]) -> li
         "`/bin/sh -c 'printf . >>FILE'` for churn; restart = median of "
         "rounds x reps kill -9s; targets marked 'abs' are the issue's absolute figures for "
         "Master Control on this machine, not ratios.",
+        "floor column (command: rows): bench/floor.py, a bare supervisor in Python: posix_spawn "
+        "(own session, output appended to NAME.log), one pidfd per child in one epoll, "
+        "waitpid by pid, restart at once; no database, log lines, PDEATHSIG, rlimits or "
+        "cgroups. Same programs and readiness; `stop` = SIGTERM to it (no control command).",
         "The machine is shared with other jobs (see load average); ratios are more stable than "
         "absolute figures.",
     ]
@@ -186,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     if "history" in selected:
         _log("history: state database growth under a * * * * * * agent ...")
         history_growth.main(["--seconds", "600"] if args.quick else [])
-    mc, sv = bench.results["mc"], bench.results["sv"]
+    mc, sv, floor = bench.results["mc"], bench.results["sv"], bench.results["floor"]
     rows = [
         r
         for r in report.rows(sizes)
         if r.scenario in selected or r.key.startswith(("spawn", "cmd."))
     ]
-    body = report.table(rows, mc, sv)
+    body = report.table(rows, mc, sv, floor)
     misses = [f"{r.scenario}: {r.figure}" for r in rows if r.met(mc, sv) is False]
     print(body)
     for e in bench.errors:
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None and not args.quick and args.only is None:
         out = ROOT / "bench" / "RESULTS.md"
     if out is not None:
-        notes = _notes(mc, sv, bench.errors, misses)
+        notes = _notes(bench.results, bench.errors, misses)
         report.write_results(out, command=command, date=date, facts=facts, body=body,
                              notes=notes)  # fmt: skip
         _log(f"wrote {out}")
