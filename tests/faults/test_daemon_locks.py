@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.harness import REPO, Daemon, wait_for
 
 EX_TEMPFAIL = 75
@@ -62,15 +64,17 @@ def test_a_second_daemon_on_the_same_state_db_is_refused(daemon: Daemon, tmp_pat
     assert daemon.proc is not None and daemon.proc.poll() is None
 
 
+@pytest.mark.parametrize("which", ["state database", "socket"])
 def test_a_symlink_planted_as_a_lock_file_is_refused_not_followed(
-    daemon: Daemon, tmp_path: Path
+    daemon: Daemon, tmp_path: Path, which: str
 ) -> None:
     target = tmp_path / "precious"
     target.write_text("keep me\n")
-    daemon.db_path.parent.mkdir(parents=True, exist_ok=True)
-    (daemon.db_path.parent / (daemon.db_path.name + ".lock")).symlink_to(target)
+    beside = daemon.db_path if which == "state database" else daemon.socket_path
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    (beside.parent / (beside.name + ".lock")).symlink_to(target)
     daemon.start(wait=False)
     assert daemon.proc is not None
     assert daemon.proc.wait(30) == EX_CONFIG
     assert "is a symlink; refusing to follow it" in daemon.stderr()
-    assert target.read_text() == "keep me\n"
+    assert target.read_text() == "keep me\n"  # neither truncated nor written

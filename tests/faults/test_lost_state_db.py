@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.harness import Daemon, wait_for
+from tests.notify_listener import NotifyListener
 
 
 def _lines(path: Path) -> list[str]:
@@ -94,6 +95,33 @@ def test_deleted_db_is_not_a_first_start_counted_script_is_held_until_reset(
     daemon.wait_state("batch", "COMPLETED")
     assert _daemon_view(daemon)["degraded"] is None
     assert len(_lines(marker)) == 4
+
+
+def test_a_degraded_daemon_tells_systemd_in_its_notify_status(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    _completed_batch(daemon, tmp_path / "runs.txt")
+    _remove_db(daemon.db_path)
+    with NotifyListener() as listener:
+        daemon.start(env=listener.environ())
+        ready = listener.wait_for("READY=1")
+        # `systemctl status mastercontrol` shows this line: the operator sees it there too.
+        assert ready["STATUS"].startswith("DEGRADED (state database "), ready
+        assert "deleted" in ready["STATUS"] or "lost" in ready["STATUS"], ready
+        daemon.ctl("reset", "batch")
+        daemon.wait_state("batch", "COMPLETED")
+        seen = len(listener.messages)
+        daemon.ctl("reload")  # a reload re-sends READY with the current STATUS
+        wait_for(
+            lambda: (
+                listener.collect(0.5) is not None
+                and any("READY=1" in m for m in listener.messages[seen:])
+            ),
+            what="READY=1 after the reload",
+        )
+        after = [m for m in listener.messages[seen:] if "READY=1" in m]
+        assert "DEGRADED" not in after[-1], after  # nothing is held any more
+        assert daemon.stop() == 0
 
 
 def test_replaced_db_is_degraded_and_accept_lost_state_releases_everything(

@@ -8,6 +8,7 @@ child by subprocess), with the supplementary groups each case needs."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -79,6 +80,23 @@ def ctl_as(
     )
 
 
+# A stop request sent by hand (no mastercontrol import): prints the daemon's one reply line.
+_RAW_STOP = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(b'{"cmd": "stop", "args": {"name": "svc"}}\\n')
+data = b""
+while not data.endswith(b"\\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+"""
+
+
 def _refused(out: subprocess.CompletedProcess[str]) -> None:
     assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
     assert "permission denied" in out.stderr, out.stderr
@@ -95,6 +113,19 @@ def test_a_stranger_on_a_loosened_socket_is_refused_and_nothing_stops(shared: Da
 
     for command in (("stop", "svc"), ("down",), ("restart", "svc"), ("list",)):
         _refused(ctl_as(shared, python, *command))
+    # On the wire, for API clients and scripts that speak IPC themselves: the stable code.
+    raw = subprocess.run(
+        [python, "-c", _RAW_STOP, str(shared.socket_path)],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    reply = json.loads(raw.stdout)
+    assert reply["ok"] is False and reply["error"]["code"] == "permission_denied", raw
     st = shared.status("svc")  # root still may, and nothing was touched
     assert (st["state"], st["pid"]) == ("RUNNING", pid)
     assert shared.proc is not None and shared.proc.poll() is None

@@ -142,3 +142,31 @@ def test_a_deleted_log_dir_comes_back_with_its_group_and_setgid(daemon: Daemon) 
     assert stat.S_IMODE(after.st_mode) == stat.S_IMODE(before.st_mode), f"{after.st_mode:o}"
     assert after.st_gid == staff
     assert os.stat(talker).st_gid == staff
+
+
+def test_a_world_readable_daemon_yaml_holding_a_token_is_warned_about_in_the_log(
+    daemon: Daemon,
+) -> None:
+    secret = "s3cr3t-device-token-0123456789"
+    daemon_yaml = daemon.write("daemon.yaml", f"fleet:\n  api_token: {secret}\n")
+    daemon_yaml.chmod(0o644)  # any local user could read the device's token
+    daemon.workload("svc", "sleep_forever")
+    daemon.start()
+    daemon.wait_state("svc", "RUNNING")  # a warning, not a refusal: the workloads run
+    log_path = daemon.log_dir / "mastercontrold.log"
+    line = wait_for(
+        lambda: next((x for x in log_path.read_text().splitlines() if "api_token" in x), None),
+        what="the token warning in the daemon log",
+    )
+    assert "WARNING" in line and f"{daemon_yaml}: warning: holds fleet.api_token" in line, line
+    assert secret not in log_path.read_text() and secret not in daemon.stderr()
+    validate = daemon.ctl("validate")
+    assert "warning: holds fleet.api_token" in validate.stdout + validate.stderr
+    assert daemon.stop() == 0
+
+    daemon_yaml.chmod(0o600)  # the fix the warning asks for: no warning on the next start
+    log_path.unlink()
+    daemon.start()
+    daemon.wait_state("svc", "RUNNING")
+    assert "api_token" not in log_path.read_text()
+    assert daemon.stop() == 0

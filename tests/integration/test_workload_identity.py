@@ -58,6 +58,8 @@ def test_user_and_group_are_taken_in_the_child_before_the_workload_runs(
     daemon: Daemon, account: pwd.struct_passwd
 ) -> None:
     nogroup = grp.getgrnam("nogroup").gr_gid
+    users = grp.getgrnam("users").gr_gid  # the account's own supplementary group
+    subprocess.run(["usermod", "-aG", "users", account.pw_name], check=True, capture_output=True)
     daemon.workload("as_user", "report_identity", type="script", max_runs=1, user=account.pw_name)
     daemon.workload(
         "as_group",
@@ -72,12 +74,14 @@ def test_user_and_group_are_taken_in_the_child_before_the_workload_runs(
     mine = log_line(daemon, "as_user", "identity")
     assert (mine["uid"], mine["euid"]) == (account.pw_uid, account.pw_uid)
     assert (mine["gid"], mine["egid"]) == (account.pw_gid, account.pw_gid)
-    assert mine["groups"] == [account.pw_gid]  # initgroups: not root's supplementary groups
+    # initgroups: the account's own supplementary groups, none of root's
+    assert mine["groups"] == sorted([account.pw_gid, users])
     assert mine["env"] == {"HOME": account.pw_dir, "USER": account.pw_name,
                            "LOGNAME": account.pw_name}  # fmt: skip
     assert mine["pdeathsig"] == 9  # re-armed after the credential change cleared it
     other = log_line(daemon, "as_group", "identity")
     assert (other["uid"], other["gid"], other["egid"]) == (account.pw_uid, nogroup, nogroup)
+    assert other["groups"] == sorted([nogroup, users])
     # The log file stays the daemon's.
     info = (daemon.log_dir / "as_user.log").stat()
     assert (info.st_uid, info.st_mode & 0o077) == (0, 0)

@@ -64,7 +64,8 @@ def console_script(name: str) -> Path:
 def run_verify(unit: Path) -> subprocess.CompletedProcess[str]:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.fail("systemd-analyze not found: install the Debian package 'systemd'")
+        # A skip, as README promises a normal user; MCTL_REQUIRE_ALL=1 (CI) makes it a failure.
+        pytest.skip("systemd-analyze not found: install the Debian package 'systemd'")
     env = {
         **os.environ,
         # Pin where and what systemd logs, whatever the caller's environment says: every
