@@ -86,7 +86,10 @@ class History:
         w.state = new
         if new is ProcState.FATAL:
             self.save(self.store.keep_fatal, w.name, config_digest(w.cfg), w.restarts)
-        log.debug("%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" if detail else "")
+        if log.isEnabledFor(logging.DEBUG):  # three transitions per restart: no work unless shown
+            log.debug(
+                "%s: %s -> %s (%s%s)", w.name, old, new, trigger, f": {detail}" * bool(detail)
+            )
 
     def kept_fatal(self, w: Workload) -> bool:
         """At load: put the workload back in FATAL (with its restart count) if it was FATAL

@@ -198,9 +198,11 @@ class Lifecycle:
         self.history.transition(w, trigger)  # -> STARTING
         now_wall, now_mono = self.clock.wall(), self.clock.monotonic()
         w.stop_reason, w.run_id, w.up = None, None, False
+        counted = cfg.run_mode is RunMode.N_TIMES
         try:
-            # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run.
-            w.run_id = self._record_run_start(w, now_wall)
+            if counted:
+                # Recorded before fork: a SIGKILLed daemon can neither lose nor repeat a run.
+                w.run_id = self.store.begin_run(w.name, now_wall)
             w.runs += 1
             child = self.spawner(ChildSpec.from_config(cfg), self.master_fds())
         except (OSError, StoreError) as exc:
@@ -208,6 +210,8 @@ class Lifecycle:
                 self.history.failed(f"{w.name}: cannot record a run, not started", exc)
             else:
                 log.error("%s: cannot start a run: %s", w.name, exc)
+                if not counted:  # the attempt is a run of its own in the history
+                    w.run_id = self.history.save(self.store.begin_run, w.name, now_wall, False)
             if w.run_id is not None:
                 self.history.save(
                     self.store.end_run, w.run_id, now_wall, None, None, R.SPAWN_FAILED, str(exc)
@@ -219,7 +223,7 @@ class Lifecycle:
             return
         w.process, w.pid = child, child.pid
         w.started_mono, w.started_wall = now_mono, now_wall
-        self.history.save(self.store.set_run_pid, w.run_id, child.pid, child.started, child.scope)
+        self._record_run_pid(w, child, now_wall)
         if child.log_fd is not None:
             self.outputs.attach(w.name, child.log_fd)
         if cfg.timeout:
@@ -248,14 +252,22 @@ class Lifecycle:
             self.ticks.arm(w)  # start = run now, and keep the schedule going
         self.launch(w, T.START)
 
-    def _record_run_start(self, w: Workload, at: float) -> int | None:
-        """The run's durable row. If the database cannot take it (disk full, I/O error), an
-        n_times run does not happen (its count must stay exact); a service or an agent runs
-        anyway, unrecorded: keeping it up matters more than its history."""
-        if w.cfg.run_mode is RunMode.N_TIMES:
-            return self.store.begin_run(w.name, at)
-        # Nothing is counted for the other modes: the row joins this wake's single commit.
-        return self.history.save(self.store.begin_run, w.name, at, False)
+    def _record_run_pid(self, w: Workload, child: Child, at: float) -> None:
+        """The spawned run's pid, start time and scope, for the restart sweep. An n_times run
+        has its durable row already (begin_run before the spawn: its count must stay exact, so
+        if the database cannot take it the run does not happen); for the other modes nothing
+        is counted, so the row is written now, pid and all, in one INSERT that joins this
+        wake's single commit (the same commit as before: it was never durable before the
+        spawn). If the database cannot take it, a service or an agent runs anyway,
+        unrecorded: keeping it up matters more than its history."""
+        if w.run_id is not None:
+            self.history.save(
+                self.store.set_run_pid, w.run_id, child.pid, child.started, child.scope
+            )
+            return
+        w.run_id = self.history.save(
+            self.store.begin_run, w.name, at, False, child.pid, child.started, child.scope
+        )
 
     def _schedule_retry(self, w: Workload, quick: bool = True) -> None:
         """Wait before the next start: BACKOFF for restart_delay after a run that stayed up,

@@ -133,6 +133,26 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+class _Join:
+    """A block that joins the open batch: nothing to begin or end, sqlite3 errors leave it as
+    StoreError. Stateless, so one instance serves every write (a generator-based context
+    manager costs a generator and two frames per write, several per restart)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise _failed("state database write failed", exc) from exc
+
+
 class Database:
     """A connection and the batch that may be open on it: the door every read and write uses.
 
@@ -147,6 +167,7 @@ class Database:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._batching = False  # a batch block is running (open or degraded)
+        self._joined = _Join(conn)  # reused: joining costs no generator per write
 
     @property
     def in_transaction(self) -> bool:
@@ -163,15 +184,8 @@ class Database:
         writes a handful of rows per wake and two extra statements per write would double that.
         """
         if self._batching and self.conn.in_transaction:
-            return self._join()
+            return self._joined
         return transaction(self.conn)
-
-    @contextlib.contextmanager
-    def _join(self) -> Iterator[sqlite3.Connection]:
-        try:
-            yield self.conn
-        except sqlite3.Error as exc:
-            raise _failed("state database write failed", exc) from exc
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:

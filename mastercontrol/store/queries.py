@@ -144,11 +144,15 @@ class Store:
     def _touch(self, name: str, sql_set: str, params: tuple[Any, ...], at: float) -> None:
         """UPDATE workloads SET <sql_set>, updated_at for `name`, creating the row first."""
         with self.transaction():
+            self._update_workload(name, sql_set, params, at)
+
+    def _update_workload(self, name: str, sql_set: str, params: tuple[Any, ...], at: float) -> None:
+        """The UPDATE alone while the row exists (every write after the first: one statement,
+        not a SELECT before it); creates the row and updates it when it does not."""
+        sql = f"UPDATE workloads SET {sql_set}, updated_at = ? WHERE name = ?"
+        if self._conn.execute(sql, (*params, at, name)).rowcount == 0:
             self._ensure_row(name, at)
-            self._conn.execute(
-                f"UPDATE workloads SET {sql_set}, updated_at = ? WHERE name = ?",
-                (*params, at, name),
-            )
+            self._conn.execute(sql, (*params, at, name))
 
     # -- workload state ----------------------------------------------------------------------
 
@@ -168,11 +172,7 @@ class Store:
         one (STARTING -> RUNNING too); None clears it. Creates the row on first use.
         """
         with self.transaction():
-            self._ensure_row(name, at)
-            self._conn.execute(
-                "UPDATE workloads SET state = ?, pid = ?, updated_at = ? WHERE name = ?",
-                (new, pid, at, name),
-            )
+            self._update_workload(name, "state = ?, pid = ?", (new, pid), at)
             self._insert_event(name, at, old, new, trigger, detail)
 
     def record_event(self, name: str, trigger: str, at: float, detail: str | None) -> None:
@@ -259,13 +259,23 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def begin_run(self, name: str, at: float, durable: bool = True) -> int:
-        """Insert a run (pid NULL) and count it, committed durably before returning its id.
+    def begin_run(
+        self,
+        name: str,
+        at: float,
+        durable: bool = True,
+        pid: int | None = None,
+        started: int | None = None,
+        scope: str | None = None,
+    ) -> int:
+        """Insert a run and count it, committed durably before returning its id.
 
-        Called before the fork, so an n_times run counts even if the daemon dies right after.
-        Inside a `batch()` it checkpoints the batch (with `durable=False`, for runs whose count
-        nothing depends on, it just joins the batch); inside any other open transaction it
-        raises StoreError: joining it would delay the commit.
+        Called before the fork (pid None, `set_run_pid` follows), so an n_times run counts even
+        if the daemon dies right after. Inside a `batch()` it checkpoints the batch (with
+        `durable=False`, for runs whose count nothing depends on, it just joins the batch: such
+        a run may be recorded after its spawn, with its pid, start time and scope in the same
+        row); inside any other open transaction it raises StoreError: joining it would delay
+        the commit.
         """
         if self._conn.in_transaction and not self._db.batching:
             raise StoreError(
@@ -273,19 +283,23 @@ class Store:
                 "committed before the fork"
             )
         with self.transaction():
-            run_id = self._insert_run(name, at)
+            run_id = self._insert_run(name, at, (pid, started, scope))
         if durable:
             self._db.checkpoint()
         return run_id
 
-    def _insert_run(self, name: str, at: float) -> int:
+    def _insert_run(
+        self, name: str, at: float, proc: tuple[int | None, int | None, str | None]
+    ) -> int:
         """The run row and its count, in whatever transaction is open."""
-        self._ensure_row(name, at)
-        cur = self._conn.execute(
-            "INSERT INTO runs (workload, generation, started_at) "
-            "SELECT name, run_generation, ? FROM workloads WHERE name = ?",
-            (at, name),
+        sql = (
+            "INSERT INTO runs (workload, generation, started_at, pid, pid_started, scope) "
+            "SELECT name, run_generation, ?, ?, ?, ? FROM workloads WHERE name = ?"
         )
+        cur = self._conn.execute(sql, (at, *proc, name))
+        if cur.rowcount == 0:  # the workload's first write: its row first
+            self._ensure_row(name, at)
+            cur = self._conn.execute(sql, (at, *proc, name))
         self._conn.execute(
             "UPDATE workloads SET runs_started = runs_started + 1, "
             "runs_total = runs_total + 1, updated_at = ? WHERE name = ?",
