@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             command=("/bin/true",),
             restart_delay=0,
             start_seconds=0,
-        )  # fmt: skip
+        )
         for i in range(args.n)
     }
     with store.batch():
