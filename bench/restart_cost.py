@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         children.append(FakeChild(pid=5_000_000 + len(children)))
         return children[-1]
 
-    def send(pid: int, signum: int, *, unreaped: bool = False) -> None:
+    def send(pgid: int, signum: int, *, unreaped: bool = False) -> None:
         pass
 
     timers: TimerHeap[TimerKey] = TimerHeap()
