@@ -141,6 +141,10 @@ class Floor(_Base):
 
     label = "floor"
 
+    def __init__(self, workdir: Path, setpriv: bool = False) -> None:
+        super().__init__(workdir)
+        self.setpriv = setpriv  # exec each program through setpriv --pdeathsig, as MC does
+
     def start(self, specs: list[Spec]) -> None:
         (self.dir / "log").mkdir(exist_ok=True)
         spec = self.dir / "floor.json"
@@ -148,6 +152,7 @@ class Floor(_Base):
         self._launch([
             str(MC_BIN / "python"), str(ROOT / "bench" / "floor.py"), "--spec", str(spec),
             "--socket", str(self.dir / "floor.sock"), "--log-dir", str(self.dir / "log"),
+            *(["--setpriv"] if self.setpriv else []),
         ])  # fmt: skip
 
     def states(self) -> dict[str, tuple[str, int | None]]:

@@ -5,7 +5,10 @@ mastercontrold with n idle workloads (forked Python ones, or `command:` programs
 `--command`), prints the time until all run, kills one of them with SIGKILL `--reps` times and
 prints min / median / max of the time until its replacement's own code has run, then times
 `down` until every process is gone: the same measurements as `make bench`'s rows, without
-supervisord (~10-20 s instead of ~40 s). Not part of `make bench`.
+supervisord (~10-20 s instead of ~40 s). `--tool floor` runs the same on bench/floor.py
+(`command:` programs only), `--tool floor-setpriv` on floor.py exec'ing each program through
+`setpriv --pdeathsig KILL --` as Master Control's fast path does: the pair prices that exec.
+Not part of `make bench`.
 Imports the standard library and the bench's own modules.
 """
 
@@ -23,7 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
     sys.path.insert(0, str(ROOT))
 
 from bench import procs  # noqa: E402
-from bench.drivers import MasterControl  # noqa: E402
+from bench.drivers import Driver, Floor, MasterControl  # noqa: E402
 from bench.scenarios import (  # noqa: E402
     _all_running,
     _poll,
@@ -40,9 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", action="store_true", help="command: programs, not Python")
     ap.add_argument("-n", type=int, default=200, help="workloads in the fleet (default 200)")
     ap.add_argument("--reps", type=int, default=10, help="kill -9s (default 10)")
+    ap.add_argument("--tool", choices=("mc", "floor", "floor-setpriv"), default="mc",
+                    help="the supervisor (floor*: bench/floor.py, implies --command)")  # fmt: skip
     args = ap.parse_args(argv)
     run_dir = Path(tempfile.mkdtemp(prefix="mcprobe-"))
-    drv = MasterControl(run_dir / "mc")
+    drv: Driver = (
+        MasterControl(run_dir / "mc")
+        if args.tool == "mc"
+        else Floor(run_dir / "floor", setpriv=args.tool == "floor-setpriv")
+    )
+    args.command = args.command or args.tool != "mc"
     ready = run_dir / "ready"
     specs = (command_specs if args.command else module_specs)(args.n, ready)
     try:
