@@ -7,8 +7,10 @@
 #   bootstrap.sh rollback INSTALL_DIR [RELEASE_ID]             back to RELEASE_ID or `previous`
 #   bootstrap.sh stop     INSTALL_DIR                          stop the daemon
 #
-# Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,RELEASE,bootstrap.sh,.installed}
-# and venv -> ../../venvs/<wheelhouse hash> (shared by releases built from the same wheels),
+# Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,DEPS,RELEASE,bootstrap.sh,.installed}
+# and venv -> ../../venvs/<wheelhouse hash> (shared by releases built from the same wheels;
+# it holds the project's wheel and a .pth to deps/<DEPS hash>, the dependency layer shared by
+# releases whose dependency wheels are the same),
 # current -> releases/<id> (switched with ln -s tmp + mv -T, one rename(2): never half-switched),
 # previous (the id current pointed at before the last switch), state/ run/ log/ of the daemon.
 #
@@ -130,16 +132,17 @@ in_release() {
 }
 
 # Stop whatever daemon runs on this install, then start the one of `current`.
+# (Its names are its own: rollback's $target once came back as this path.)
 restart() {
-    target="$dir/releases/$(current_id)"
+    rs_rel="$dir/releases/$(current_id)"
     if use_systemd; then
-        install_unit "$target"
+        install_unit "$rs_rel"
         systemctl restart "$UNIT" || die 6 "systemctl restart $UNIT failed on $(current_id)"
         return 0
     fi
     # Any release's ctl speaks the same IPC; 7 (nothing running) is fine.
-    ctl "$target" down >/dev/null 2>&1 || true
-    in_release "$target" up --detach || die 6 "mastercontrold did not start on $(current_id); see $dir/log/mastercontrold.stderr"
+    ctl "$rs_rel" down >/dev/null 2>&1 || true
+    in_release "$rs_rel" up --detach || die 6 "mastercontrold did not start on $(current_id); see $dir/log/mastercontrold.stderr"
 }
 
 # backup_state PYTHON: before a switch, an online copy (sqlite's backup API: consistent while the
@@ -169,7 +172,7 @@ PY
 }
 
 # Keep the newest KEEP releases (ids start with their UTC time), never current or previous,
-# and the venvs some kept release still uses.
+# the venvs some kept release still uses and the dependency layers some kept venv still uses.
 prune() {
     keep=$1
     cur=$(current_id)
@@ -185,14 +188,87 @@ prune() {
         [ -f "$b" ] || continue
         [ -d "$dir/releases/${b##*/state.db.}" ] || rm -f "$b"
     done
-    [ -d "$dir/venvs" ] || return 0
-    for v in $(ls -1 "$dir/venvs"); do
-        used=""
-        for r in "$dir"/releases/*/; do
-            [ "$(cat "${r}WHEELHOUSE" 2>/dev/null || true)" = "$v" ] && used=yes
+    if [ -d "$dir/venvs" ]; then
+        for v in $(ls -1 "$dir/venvs"); do
+            used=""
+            for r in "$dir"/releases/*/; do
+                [ "$(cat "${r}WHEELHOUSE" 2>/dev/null || true)" = "$v" ] && used=yes
+            done
+            [ -n "$used" ] || rm -rf "${dir:?}/venvs/$v"
         done
-        [ -n "$used" ] || rm -rf "${dir:?}/venvs/$v"
+    fi
+    [ -d "$dir/deps" ] || return 0
+    for l in $(ls -1 "$dir/deps"); do
+        used=""
+        for v in "$dir"/venvs/*/; do
+            [ "$(cat "${v}DEPS" 2>/dev/null || true)" = "$l" ] && used=yes
+        done
+        [ -n "$used" ] || rm -rf "${dir:?}/deps/$l"
     done
+}
+
+# pip_install VENV RELEASE_DIR ARGS...: pip run straight from the release's pip wheel, from its
+# wheelhouse only (--without-pip venvs: faster than ensurepip, and it works where Debian's
+# python3-venv is not installed).
+pip_install() {
+    pi_venv=$1
+    pi_rel=$2
+    shift 2
+    pipwhl=$(ls "$pi_rel"/wheelhouse/pip-*.whl 2>/dev/null | tail -n 1)
+    [ -n "$pipwhl" ] || die 4 "no pip wheel in $pi_rel/wheelhouse"
+    "$pi_venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-compile \
+        --disable-pip-version-check --find-links "$pi_rel/wheelhouse" "$@" ||
+        die 4 "pip install into $pi_venv from $pi_rel/wheelhouse failed"
+}
+
+site_packages() {
+    "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+}
+
+# make_venv RELEASE_DIR VENV PYTHON: the release's venv. With DEPS (the hash of the dependency
+# wheels, build.py), the dependencies are one shared layer, deps/<hash>, installed once: the venv
+# itself holds only the project's wheel (installed without pip) and a .pth that puts the layer's
+# site-packages on its path. A release whose dependencies did not change installs one wheel,
+# not twenty; each release keeps its own project code, so a rollback runs the old code. A layer
+# is never changed once complete. Without DEPS (a release staged by an older deployer): one venv
+# with everything, as before. (sh has no local variables: each function's names are its own.)
+make_venv() {
+    mv_rel=$1
+    mv_venv=$2
+    mv_py=$3
+    rm -rf "$mv_venv"
+    mkdir -p "$dir/venvs"
+    deps=$(cat "$mv_rel/DEPS" 2>/dev/null || true)
+    if [ -z "$deps" ]; then
+        "$mv_py" -m venv --without-pip "$mv_venv" || die 4 "cannot create $mv_venv"
+        pip_install "$mv_venv" "$mv_rel" mastercontrol
+        touch "$mv_venv/.complete"
+        return 0
+    fi
+    valid_id "$deps" || die 4 "bad DEPS in $mv_rel"
+    layer="$dir/deps/$deps"
+    if [ ! -f "$layer/.complete" ]; then
+        rm -rf "$layer"
+        mkdir -p "$dir/deps"
+        "$mv_py" -m venv --without-pip "$layer" || die 4 "cannot create $layer"
+        set --
+        for w in "$mv_rel"/wheelhouse/*.whl; do
+            case ${w##*/} in mastercontrol-*.whl | pip-*.whl) ;; *) set -- "$@" "$w" ;; esac
+        done
+        [ $# -eq 0 ] || pip_install "$layer" "$mv_rel" --no-deps "$@"
+        touch "$layer/.complete"
+    fi
+    "$mv_py" -m venv --without-pip "$mv_venv" || die 4 "cannot create $mv_venv"
+    site_packages "$layer" >"$(site_packages "$mv_venv")/mastercontrol-deps.pth" ||
+        die 4 "cannot link $mv_venv to $layer"
+    printf '%s\n' "$deps" >"$mv_venv/DEPS"
+    set -- "$mv_rel"/wheelhouse/mastercontrol-*.whl
+    [ -f "$1" ] || die 4 "no mastercontrol wheel in $mv_rel/wheelhouse"
+    # The project's wheel by its own installer, run from the wheel (mastercontrol/deploy/wheel.py:
+    # a zip extraction, where pip's start-up alone is ~2 s of the client's CPU).
+    PYTHONPATH="$1" "$mv_venv/bin/python" -m mastercontrol.deploy.wheel "$1" ||
+        die 4 "installing $1 into $mv_venv failed"
+    touch "$mv_venv/.complete"
 }
 
 install() {
@@ -215,17 +291,7 @@ install() {
         valid_id "$hash" || die 4 "bad WHEELHOUSE in $rel"
         venv="$dir/venvs/$hash"
         if [ ! -f "$venv/.complete" ]; then
-            rm -rf "$venv"
-            mkdir -p "$dir/venvs"
-            # --without-pip: the wheelhouse carries pip, run straight from its wheel (faster
-            # than ensurepip, and it works where Debian's python3-venv is not installed).
-            "$python" -m venv --without-pip "$venv" || die 4 "cannot create $venv"
-            pipwhl=$(ls "$rel"/wheelhouse/pip-*.whl 2>/dev/null | tail -n 1)
-            [ -n "$pipwhl" ] || die 4 "no pip wheel in $rel/wheelhouse"
-            "$venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-compile \
-                --disable-pip-version-check --find-links "$rel/wheelhouse" mastercontrol ||
-                die 4 "pip install from $rel/wheelhouse failed"
-            touch "$venv/.complete"
+            make_venv "$rel" "$venv" "$python"
         fi
         rm -rf "$rel/venv"
         ln -s "../../venvs/$hash" "$rel/venv"

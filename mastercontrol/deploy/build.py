@@ -4,8 +4,11 @@ directory per client (shared files hard-linked), ready for rsync.
 `<state_dir>/releases/<id>/<client>/` holds what lands in `install_dir/releases/<id>/` on that
 client: wheelhouse/ (the project's wheel, its dependencies and pip, so the client installs with
 no package index), config/ (its workload files and daemon.yaml), app/ (workload code), env (its
-inventory `env:` as sh assignments), RELEASE and bootstrap.sh. The wheelhouse is cached under a
-hash of the sources that go into the wheel (`MCTL_WHEELHOUSE_CACHE` moves the cache).
+inventory `env:` as sh assignments), RELEASE, bootstrap.sh, WHEELHOUSE (the wheelhouse's hash: one
+venv per hash on the client) and DEPS (the hash of the dependency wheels alone: one shared
+dependency layer per hash, so a release that changes only the project's wheel installs just that
+wheel). The wheelhouse is cached under a hash of the sources that go into the wheel
+(`MCTL_WHEELHOUSE_CACHE` moves the cache).
 
 Imports only the standard library, pyyaml and config/; never fabric, the daemon or the API.
 """
@@ -86,6 +89,19 @@ def wheelhouse(root: Path, state_dir: Path) -> Path:
     return final
 
 
+PROJECT_WHEEL = "mastercontrol-*.whl"
+
+
+def deps_hash(wheels: Path) -> str:
+    """The hash of the wheelhouse's dependency wheels: every wheel but the project's own and
+    pip (which installs, and is not installed). Equal hashes mean equal dependency layers."""
+    h = hashlib.sha256()
+    own = set(wheels.glob(PROJECT_WHEEL)) | set(wheels.glob("pip-*.whl"))
+    for path in sorted(p for p in wheels.glob("*.whl") if p not in own):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _link_tree(src: Path, dest: Path) -> None:
     """Copy `src` into `dest`, hard-linking files where the file system allows."""
 
@@ -143,6 +159,7 @@ def stage(
     """Build release `release_id` for `clients` under `<state_dir>/releases/<id>/`."""
     check_release_id(release_id)
     wheels = wheelhouse(root, state_dir)
+    deps = deps_hash(wheels)
     top = state_dir / "releases" / release_id
     bootstrap = root / "contrib" / BOOTSTRAP
     if not bootstrap.is_file():
@@ -168,6 +185,7 @@ def stage(
         (dest / "env").write_text(env_text(env), encoding="utf-8")
         (dest / "RELEASE").write_text(release_id + "\n", encoding="utf-8")
         (dest / "WHEELHOUSE").write_text(wheels.name + "\n", encoding="utf-8")
+        (dest / "DEPS").write_text(deps + "\n", encoding="utf-8")
         shutil.copy2(bootstrap, dest / BOOTSTRAP)
     return top
 

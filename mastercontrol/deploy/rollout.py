@@ -99,20 +99,7 @@ class Rollout:
         """A new deployment (release built now unless --release), or the one --resume takes."""
         by_name = {c.name: c for c in self.ctx.inventory.clients}
         if opts.resume:
-            if opts.resume_id is None:
-                dep = self.journal.latest()
-                which = "the last deployment"
-            else:
-                dep = self.journal.get(opts.resume_id)
-                which = f"deployment {opts.resume_id}"
-                if dep is None:
-                    raise DeployError(f"nothing to resume: no deployment {opts.resume_id} in "
-                                      f"the journal (`fab releases` lists them)")  # fmt: skip
-            if dep is not None and dep.options.get("action") == "rollback":
-                raise DeployError(f"nothing to resume: {which} is a rollback; give "
-                                  f"--resume=ID of a deployment (`fab releases`)")  # fmt: skip
-            if dep is None or dep.status in (Status.SUCCEEDED, Status.FAILED):
-                raise DeployError(f"nothing to resume: {which} has finished")
+            dep = self.resumable(opts.resume_id)
             todo = [r.name for r in dep.clients if r.outcome in plan.TO_DO]
             missing = [n for n in todo if n not in by_name]
             if missing:
@@ -146,6 +133,32 @@ class Rollout:
                 self.journal.set_status(dep_id, Status.RUNNING, central_id=central_id)
                 dep = self.journal.get(dep_id) or dep
         return dep, chosen
+
+    def resumable(self, dep_id: int | None) -> Deployment:
+        """The deployment `--resume` (dep_id None: the journal's last entry) may continue, or
+        DeployError saying why not. Only an interrupted or incomplete deployment is resumed:
+        a failed one stopped because its release failed, and resuming it would push that
+        release to the clients it spared; a `fab rollback` entry is never repeated."""
+        dep = self.journal.latest() if dep_id is None else self.journal.get(dep_id)
+        if dep is None:
+            where = "the journal is empty" if dep_id is None else f"no deployment {dep_id}"
+            raise DeployError(f"nothing to resume: {where} (`fab releases` lists the journal)")
+        which = f"the last entry (#{dep.id})" if dep_id is None else f"deployment {dep.id}"
+        if dep.options.get("action") == "rollback":
+            raise DeployError(
+                f"nothing to resume: {which} is a `fab rollback`, which --resume never repeats; "
+                "to continue an earlier deployment anyway, give its id: --resume=ID "
+                "(`fab releases`)"
+            )
+        if dep.status is Status.SUCCEEDED:
+            raise DeployError(f"nothing to resume: {which} has finished: every client updated")
+        if dep.status is Status.FAILED:
+            raise DeployError(
+                f"nothing to resume: {which} has finished: it failed (a wave was rolled back "
+                "or failures passed max_failed), and --resume never pushes a failed release "
+                "again; fix the release and run a new `fab deploy`"
+            )
+        return dep
 
     # ---------------------------------------------------------------- running
 

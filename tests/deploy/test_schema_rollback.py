@@ -2,7 +2,9 @@
 A is this checkout, release B is this checkout with one more (additive) migration, built into a
 wheel of its own. After B migrated the client's database, the rollback's A daemon opens it as it
 is (store/migrations.py COMPATIBLE_FROM): it runs, its workloads run, and the n_times script's
-count is neither lost nor repeated."""
+count is neither lost nor repeated. B changes only the project's wheel, so its venv reuses A's
+dependency layer (contrib/bootstrap.sh: pip installs the one wheel), and each venv still runs
+its own code."""
 
 from __future__ import annotations
 
@@ -64,6 +66,22 @@ def schema_version(client: Client, db: str = "state.db") -> int:
         conn.close()
 
 
+def dependency_layers(client: Client) -> dict[str, float]:
+    """The client's dependency layers (install_dir/deps/<hash>) and when each was completed."""
+    top = client.install_dir / "deps"
+    return {p.name: (p / ".complete").stat().st_mtime_ns for p in top.iterdir()}
+
+
+def project_only(venv: Path, layer: Path) -> None:
+    """`venv` holds the project's own package and reaches its dependencies through `layer`."""
+    (site,) = venv.glob("lib/python*/site-packages")
+    assert (site / "mastercontrol").is_dir()
+    assert not (site / "yaml").exists() and not (site / "fabric").exists()
+    (deps,) = layer.glob("lib/python*/site-packages")
+    assert (site / "mastercontrol-deps.pth").read_text().strip() == str(deps)
+    assert (deps / "yaml").is_dir() and not (deps / "mastercontrol").exists()
+
+
 def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_kept(
     fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -88,6 +106,8 @@ def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_ke
     wait_code(client, "v1")
     wait_for(lambda: runs() == 3, 30, what="the n_times script's 3 runs")
     assert schema_version(client) == LATEST_VERSION
+    layers = dependency_layers(client)
+    assert len(layers) == 1
 
     newer = newer_schema_project(tmp_path / "newer", fleet.wheelhouse_cache)
     fleet.service("v2")
@@ -98,6 +118,15 @@ def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_ke
     # The safety net for a migration A could not use: the database as A left it, backed up.
     assert schema_version(client, f"backups/state.db.{release_a}") == LATEST_VERSION
     assert client.workload("once")["state"] == "COMPLETED"
+    # Only the project's wheel changed: B's venv is new, its dependency layer is A's, untouched.
+    release_b = client.current()
+    assert release_b is not None and release_b != release_a
+    assert dependency_layers(client) == layers
+    (layer,) = (client.install_dir / "deps" / name for name in layers)
+    venv_a, venv_b = (client.install_dir / "releases" / r / "venv" for r in (release_a, release_b))
+    assert venv_a.resolve() != venv_b.resolve()
+    for venv in (venv_a, venv_b):
+        project_only(venv.resolve(), layer)
 
     done = fleet.fab("rollback")
     assert done.returncode == 0, done.stdout + done.stderr

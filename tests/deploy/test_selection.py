@@ -67,7 +67,9 @@ def test_unreachable_fail_fails_the_deployment_and_stops_before_the_next_wave(
     assert " failed by " in line and "failed 1, untouched 1" in line, line
     assert "pending" not in line
     refused = fleet.fab("deploy", f"--resume={found[1]}")  # a failed deployment is finished
-    assert refused.returncode == 1 and "has finished" in refused.stderr, refused.stderr
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"deployment {found[1]} has finished: it failed" in refused.stderr, refused.stderr
+    assert "never pushes a failed release again" in refused.stderr
 
 
 def test_setup_local_prepares_the_state_dir_and_wheelhouse_without_touching_clients(
