@@ -226,12 +226,13 @@ site_packages() {
 }
 
 # make_venv RELEASE_DIR VENV PYTHON: the release's venv. With DEPS (the hash of the dependency
-# wheels, build.py), the dependencies are one shared layer, deps/<hash>, installed once: the venv
-# itself holds only the project's wheel (installed without pip) and a .pth that puts the layer's
-# site-packages on its path. A release whose dependencies did not change installs one wheel,
-# not twenty; each release keeps its own project code, so a rollback runs the old code. A layer
-# is never changed once complete. Without DEPS (a release staged by an older deployer): one venv
-# with everything, as before. (sh has no local variables: each function's names are its own.)
+# wheels, build.py), the dependencies are one shared layer, deps/<hash>-py<X.Y>, installed once:
+# the venv itself holds only the project's wheel (installed without pip) and a .pth that puts
+# the layer's site-packages on its path. A release whose dependencies did not change installs
+# one wheel, not twenty; each release keeps its own project code, so a rollback runs the old
+# code. A layer is never changed once complete. Without DEPS (a release staged by an older
+# deployer): one venv with everything, as before. (sh has no local variables: each function's
+# names are its own.)
 make_venv() {
     mv_rel=$1
     mv_venv=$2
@@ -246,6 +247,9 @@ make_venv() {
         return 0
     fi
     valid_id "$deps" || die 4 "bad DEPS in $mv_rel"
+    # Per interpreter version too: a layer's site-packages is lib/pythonX.Y.
+    deps="$deps-py$("$mv_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ||
+        die 4 "$mv_py does not run"
     layer="$dir/deps/$deps"
     if [ ! -f "$layer/.complete" ]; then
         rm -rf "$layer"
