@@ -123,8 +123,9 @@ class Rollout:
                         self.ctx.app_dir)  # fmt: skip
         names = [[c.name for c in w] for w in plan.waves(chosen, opts.batch)]
         dep_id = self.journal.create(actor(), commit, release, opts.as_dict, names)
-        dep = self.journal.get(dep_id)
-        assert dep is not None
+        created = self.journal.get(dep_id)
+        assert created is not None
+        dep = created
         if self.ctx.central is not None:
             central_id = self.ctx.central.create(self.central_record(dep))
             if central_id is None:

@@ -106,9 +106,9 @@ def install(wheel: Path, prefix: Path, python: str) -> list[Path]:
         names_set = set(names)
         entry = f"{info}/entry_points.txt"
         scripts = _entry_points(zf.read(entry).decode()) if entry in names_set else {}
-    for script, (module, attr) in sorted(scripts.items()):
+    for name, (module, attr) in sorted(scripts.items()):
         head = attr.split(".", 1)[0]
-        dest = bin_dir / script
+        dest = bin_dir / name
         bin_dir.mkdir(parents=True, exist_ok=True)
         dest.write_text(_SCRIPT.format(python=python, module=module, head=head, call=attr))
         dest.chmod(0o755)

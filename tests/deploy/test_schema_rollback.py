@@ -120,7 +120,7 @@ def test_rollback_to_an_older_schema_runs_the_old_daemon_with_every_run_count_ke
     assert client.workload("once")["state"] == "COMPLETED"
     # Only the project's wheel changed: B's venv is new, its dependency layer is A's, untouched.
     release_b = client.current()
-    assert release_b is not None and release_b != release_a
+    assert release_a is not None and release_b is not None and release_b != release_a
     assert dependency_layers(client) == layers
     (layer,) = (client.install_dir / "deps" / name for name in layers)
     venv_a, venv_b = (client.install_dir / "releases" / r / "venv" for r in (release_a, release_b))
