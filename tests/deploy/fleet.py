@@ -251,8 +251,8 @@ class Fleet:
             argv, capture_output=True, text=True, timeout=timeout, env=self.env(), cwd=self.root
         )
 
-    def popen_fab(self, *args: str) -> subprocess.Popen[str]:
-        argv = [FAB, "-r", str(REPO), *args, f"--inventory={self.inventory}"]
+    def popen_fab(self, *args: str, root: Path = REPO) -> subprocess.Popen[str]:
+        argv = [FAB, "-r", str(root), *args, f"--inventory={self.inventory}"]
         return subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env(),
             cwd=self.root,
@@ -276,6 +276,23 @@ class Fleet:
         psutil.wait_procs(procs, timeout=10)
         for c in self.clients:
             c.sshd.stop()
+
+
+# What a copy of the project needs to build its wheel and run its fabfile.
+_PROJECT = ("mastercontrol", "contrib", "man", "docs/openapi", "setup.cfg", "pyproject.toml",
+            "README.md", "fabfile.py")  # fmt: skip
+
+
+def copy_project(dest: Path, source: Path = REPO) -> Path:
+    """A copy of the project at `source` under `dest`, which a test or bench then changes."""
+    for name in _PROJECT:
+        src, to = source / name, dest / name
+        to.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, to, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, to)
+    return dest
 
 
 def sessions(clients: list[Client]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Deploys with a real central API (the central service process of tests/integration): clients
 without `api_url` are gated on what their heartbeats told the central, and every deployment is
-recorded there (`GET /api/v1/deployments/<id>`: its waves and each client's result)."""
+recorded there (`GET /api/v1/deployments/<id>`: its waves and each client's result); `--dry-run`
+prints the central's view of each client."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ def test_clients_without_api_url_are_gated_on_the_centrals_heartbeats(
     assert record["status"] == "succeeded"
     assert results(record) == [{"pi-1": "updated"}, {"pi-2": "updated"}]
     assert record["release"] == fleet.clients[0].current()
+
+    # --dry-run tells what the central last heard from each client, and connects to none.
+    before = [c.sshd.connections() for c in fleet.clients]
+    dry = fleet.fab("deploy", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for c in fleet.clients:
+        assert f"    central: online, release {c.current()}" in dry.stdout, dry.stdout
+    assert [c.sshd.connections() for c in fleet.clients] == before
 
     # The central's heartbeats also tell a crash: wave 1 fails its gate and is rolled back.
     v1 = {c.name: c.current() for c in fleet.clients}

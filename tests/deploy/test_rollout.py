@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -59,6 +61,11 @@ def test_rollback_restores_the_previous_release_and_its_code(fleet: Fleet) -> No
     assert all(f"current={v1[c.name]}" in status.stdout for c in fleet.clients)
     history = fleet.fab("releases")
     assert history.returncode == 0 and "succeeded" in history.stdout
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                            capture_output=True, text=True, timeout=30).stdout.strip()  # fmt: skip
+    (first,) = [x for x in history.stdout.splitlines() if x.startswith("#1 ")]
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    assert f" succeeded by {who} (commit {commit}): updated 2" in first  # who, which commit
 
 
 def test_a_crashing_release_fails_the_first_gate_which_is_rolled_back_alone(fleet: Fleet) -> None:
@@ -156,7 +163,7 @@ def test_ctrl_c_mid_deploy_leaves_no_lock_and_resume_finishes(fleet: Fleet) -> N
         wait_code(c, "v1")
 
 
-def test_dry_run_opens_no_connection_and_builds_nothing(fleet: Fleet) -> None:
+def test_dry_run_opens_no_connection_and_an_unknown_host_key_is_refused(fleet: Fleet) -> None:
     fleet.add_clients(2)
     before = [c.sshd.connections() for c in fleet.clients]  # the readiness probe's own
     env_url = "http://127.0.0.1:9"  # nothing listens: the dry run says so
@@ -171,4 +178,14 @@ def test_dry_run_opens_no_connection_and_builds_nothing(fleet: Fleet) -> None:
     assert "central: cannot be reached" in done.stdout
     assert [c.sshd.connections() for c in fleet.clients] == before
     assert not (fleet.project / "state").exists()
+    assert not any(c.install_dir.exists() for c in fleet.clients)
+
+    # No `fab setup --accept-new-host-keys` ran: every host key is unknown, so a real deploy is
+    # refused at the handshake (no login, so no command) and the clients stay untouched.
+    done = fleet.fab("deploy")
+    assert done.returncode == 1, done.stdout + done.stderr
+    for c in fleet.clients:
+        assert re.search(rf"  {c.name}: failed: .*host key not in", done.stdout), done.stdout
+    assert "fab setup --accept-new-host-keys" in done.stdout
+    assert all(c.sshd.sessions() == 0 for c in fleet.clients)
     assert not any(c.install_dir.exists() for c in fleet.clients)

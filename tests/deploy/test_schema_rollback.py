@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mastercontrol.deploy import build
 from mastercontrol.store.migrations import LATEST_VERSION
-from tests.deploy.fleet import Client, Fleet, wait_code
+from tests.deploy.fleet import Client, Fleet, copy_project, wait_code
 from tests.integration.harness import REPO, wait_for
 
 # Appended to release B's migrations.py: one additive step that declares this checkout's schema
@@ -26,20 +26,12 @@ MIGRATIONS = (*MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",))
 COMPATIBLE_FROM = (*COMPATIBLE_FROM, LATEST_VERSION)
 LATEST_VERSION = len(MIGRATIONS)
 """
-_COPIED = ("mastercontrol", "contrib", "man", "docs/openapi", "setup.cfg", "pyproject.toml",
-           "README.md", "fabfile.py")  # fmt: skip
 
 
 def newer_schema_project(dest: Path, wheelhouse_cache: Path) -> Path:
     """A copy of this checkout with one more migration, and its wheelhouse in the cache: the
     session's wheels with only the mastercontrol wheel rebuilt (no index needed)."""
-    for name in _COPIED:
-        src, to = REPO / name, dest / name
-        to.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, to, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, to)
+    copy_project(dest)
     with (dest / "mastercontrol" / "store" / "migrations.py").open("a") as f:
         f.write(ONE_MORE_MIGRATION)
     wheel_dir = dest.parent / f"{dest.name}-wheel"
