@@ -9,8 +9,8 @@
 #
 # Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,DEPS,RELEASE,bootstrap.sh,.installed}
 # and venv -> ../../venvs/<wheelhouse hash> (shared by releases built from the same wheels;
-# it holds the project's wheel and a .pth to deps/<DEPS hash>, the dependency layer shared by
-# releases whose dependency wheels are the same),
+# it holds the project's wheel and a .pth to deps/<DEPS hash>-py<X.Y>, the dependency layer
+# shared by releases whose dependency wheels are the same),
 # current -> releases/<id> (switched with ln -s tmp + mv -T, one rename(2): never half-switched),
 # previous (the id current pointed at before the last switch), state/ run/ log/ of the daemon.
 #
