@@ -14,6 +14,11 @@ that wait is the master's, after the new run is already running, and back-to-bac
 boot, a churn) share one grace period. (clone3's CLONE_INTO_CGROUP would avoid the move
 altogether, but neither Python nor glibc before 2.39 offers it.)
 
+The zygote (`mastercontrol.child.zygote`), which forks the Python runs, is the master's
+`Companion`: it sits in the nursery with the master and is moved right after it at every step
+on (one more write to cgroup.procs; back-to-back, the two moves share one grace period). A
+zygote that cannot be moved is dropped (`lost`), so no run is ever born in a run's cgroup.
+
 A health-check command the master forks is born in the nursery too (`after_fork`): the master
 steps on, and that cgroup is removed once the check is gone, so a run's cgroup.kill never
 reaches a check. Where cgroups are refused, or the master cannot step on (mkdir or the move
@@ -43,6 +48,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from mastercontrol.child import cgroup
 from mastercontrol.child.execspawn import ExecChild
@@ -55,12 +61,24 @@ Spawn = Callable[[ChildSpec, Iterable[int]], SpawnedChild | ExecChild]
 RECORD_MAX = 65536  # bytes of the start-id record read (`sweep_dead`)
 
 
+class Companion(Protocol):
+    """Processes that must sit where the master sits (the zygote, child/zygote.py): the runs
+    they fork must be born in the nursery too."""
+
+    def pids(self) -> Iterable[int]: ...
+
+    def lost(self, pid: int, why: str) -> None: ...  # could not follow: no run may come from it
+
+
 class RunScopes:
     """Scopes of this daemon's runs; `base` None: no cgroups, markers only."""
 
-    def __init__(self, start_id: str, base: Path | None) -> None:
+    def __init__(
+        self, start_id: str, base: Path | None, companion: Companion | None = None
+    ) -> None:
         self.start_id = start_id
         self.base = base
+        self.companion = companion
         self._seq = 0
         self._nursery: Path | None = None  # the empty cgroup the master sits in, if any
         self._cgroups: dict[int, Path] = {}  # pid of a run's leader -> its cgroup
@@ -157,8 +175,20 @@ class RunScopes:
         except OSError as exc:
             cgroup.remove(path)
             return self._give_up(f"cannot move the master into cgroup {path}: {exc.strerror}")
+        self._move_companion(path)
         self._nursery = path
         return True
+
+    def _move_companion(self, path: Path) -> None:
+        """The zygote follows the master, right after it: back-to-back moves share one RCU
+        grace period (the module docstring), so this costs the master little."""
+        if self.companion is None:
+            return
+        for pid in list(self.companion.pids()):
+            try:
+                cgroup.move(path, pid)
+            except OSError as exc:
+                self.companion.lost(pid, f"cannot move it into cgroup {path}: {exc.strerror}")
 
     def _give_up(self, why: str) -> bool:
         base, self.base = self.base, None
@@ -168,7 +198,8 @@ class RunScopes:
             cgroup.move(base, os.getpid())
         except OSError as exc:
             log.error("cannot return to cgroup %s: %s", base, exc.strerror)
-            return False
+            return False  # the zygote stays with the master, whose cgroup is never killed
+        self._move_companion(base)
         return True
 
 

@@ -182,7 +182,7 @@ def environment_delta(spec: ChildSpec) -> EnvironmentDelta:
     """
     key = _environ_key() if spec.user is None else None
     if key is None:
-        return _delta(workload_env(spec))
+        return delta_to(workload_env(spec))
     return _cached_delta(key, tuple(spec.env.items()), spec.clean_env)
 
 
@@ -205,10 +205,12 @@ def _cached_environment(
 def _cached_delta(
     environ: _EnvironKey, env: tuple[tuple[str, str], ...], clean: bool
 ) -> EnvironmentDelta:
-    return _delta(_cached_environment(environ, env, clean))
+    return delta_to(_cached_environment(environ, env, clean))
 
 
-def _delta(wanted: Mapping[str, str]) -> EnvironmentDelta:
+def delta_to(wanted: Mapping[str, str]) -> EnvironmentDelta:
+    """What to unset and set in this process's os.environ to make it `wanted` (the zygote
+    computes it against its own environment, child/zygote.py)."""
     unset = tuple(name for name in os.environ if name not in wanted)
     changed = tuple((k, v) for k, v in wanted.items() if os.environ.get(k) != v)
     return unset, changed

@@ -44,6 +44,7 @@ import signal
 import socket
 import subprocess
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -56,6 +57,7 @@ from mastercontrol.engine.health import ProbeResult
 COMMAND_POLL_INTERVAL = 0.1
 _MAX_STATUS_LINE = 8192  # bytes of response read before giving up on finding a status line
 _orphans: list[subprocess.Popen[bytes]] = []
+_started: weakref.WeakSet[subprocess.Popen[bytes]] = weakref.WeakSet()  # every command started
 
 
 class Probe(ABC):
@@ -303,6 +305,7 @@ class CommandProbe(Probe):
             )
         except OSError as exc:
             return self._finish(False, f"cannot run {self.argv[0]}: {exc.strerror or exc}", now)
+        _started.add(self._popen)
         self._after_fork()
         self.pid = self._popen.pid
         if self._use_pidfd:
@@ -359,6 +362,12 @@ class CommandProbe(Probe):
             killpg(popen.pid, signal.SIGKILL)
             if popen.poll() is None:
                 _orphans.append(popen)  # dying; reaped by reap_orphans() on the next SIGCHLD
+
+
+def command_pids() -> set[int]:
+    """Pids of the command probes not reaped yet: the master's children that their Popen
+    reaps, which the master's reaper must leave alone (child/zygote.py, `owned_elsewhere`)."""
+    return {p.pid for p in (*_started, *_orphans) if p.returncode is None}
 
 
 def reap_orphans() -> int:

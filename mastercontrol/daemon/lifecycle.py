@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol, assert_never
 
 from mastercontrol.child.group import SignalSender, killpg, sweep_interrupted
@@ -45,6 +45,7 @@ S = ProcState
 T = Trigger
 K = TimerKind
 R = ExitReason
+ORPHANS_PER_REAP = 65  # a wake reaps at most this many pids that are no workload's (+1 miss)
 
 
 class Child(Protocol):
@@ -103,6 +104,12 @@ class Lifecycle:
         self.shutting_down = False
         # Whether a workload taken on must wait for the operator (daemon/degraded.py sets it).
         self.hold: Callable[[WorkloadConfig], bool] = lambda cfg: False
+        # With the zygote (child/zygote.py) the master is a child subreaper: the zygote and the
+        # orphans runs leave are its children too. `reap_other(pid)` reaps such a pid (False:
+        # someone else owns it, a health-check command); `sweep_others(workload pids)` reaps
+        # the adopted zombies a wait could not name. Without a zygote neither has anything to do.
+        self.reap_other: Callable[[int], bool] = lambda pid: False
+        self.sweep_others: Callable[[Collection[int]], object] = lambda pids: None
 
     def timer_handlers(self) -> dict[TimerKind, TimerHandler]:
         """The per-workload timer kinds and their handlers, for the loop's one TimerTable."""
@@ -475,12 +482,13 @@ class Lifecycle:
 
         `waitid(WNOWAIT)` names an exited child without reaping it, so only that child's
         `Process.exitcode` is asked (which reaps it through multiprocessing, the one reaper):
-        a restart costs one wait, not one per workload. A pid that is not a workload's (a
+        a restart costs one wait, not one per workload. A pid that is no workload's is reaped
+        by `reap_other` if it is the zygote's or an orphan's; one owned elsewhere (a
         health-check command) or no answer at all falls back to checking every child.
         """
         by_pid = {w.pid: w for w in self.workloads.values() if w.process is not None}
         reaped: list[str] = []
-        for _ in range(len(by_pid) + 1):
+        for _ in range(len(by_pid) + ORPHANS_PER_REAP):
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
@@ -491,6 +499,8 @@ class Lifecycle:
             if w is None:  # a run started during this reap (a restart) that has exited too
                 by_pid = {w.pid: w for w in self.workloads.values() if w.process is not None}
                 w = by_pid.pop(info.si_pid, None)
+            if w is None and self.reap_other(info.si_pid):
+                continue  # the zygote, or an orphan a run left: reaped
             code = w.process.exitcode if w is not None else None
             if w is None or code is None:
                 break
@@ -509,6 +519,7 @@ class Lifecycle:
                 continue
             reaped.append(w.name)
             self._on_exit(w, code)
+        self.sweep_others({w.pid for w in self.workloads.values() if w.pid is not None})
         return reaped
 
     def _on_exit(self, w: Workload, exitcode: int) -> None:

@@ -17,12 +17,15 @@ from pathlib import Path
 
 from mastercontrol import __version__
 from mastercontrol.child import cgroup
+from mastercontrol.child import zygote as zygotes
 from mastercontrol.child.execspawn import spawn_child
 from mastercontrol.child.scope import RunScopes, sweep_dead
+from mastercontrol.child.zygote import Zygote
 from mastercontrol.config.load import DAEMON_FILE, load_config_dir
 from mastercontrol.config.paths import DAEMON_LOG_NAME, add_path_options, paths_from_args
 from mastercontrol.config.secrets import token_warnings
 from mastercontrol.daemon import dirs
+from mastercontrol.daemon.healthcheck import command_pids
 from mastercontrol.daemon.keeper import Keeper
 from mastercontrol.daemon.keeper import start as start_keeper
 from mastercontrol.daemon.lock import DaemonLock
@@ -94,11 +97,18 @@ def setup_logging(
         root.warning("cannot write %s (logging to stderr only until it can)", problem)
 
 
-def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    keeper: Keeper | None = None,
+    zygote: Zygote | None = None,
+    zygote_started: bool = False,
+) -> int:
     args = build_parser().parse_args(argv)
     # Someone must outlive the master to kill what its runs leave (daemon/keeper.py); started
     # early by daemon/entry.py, or here when run as `python -m mastercontrol.daemon.main`.
     keeper_end = keeper if keeper is not None else start_keeper()
+    # The Python runs' fork server (child/zygote.py), likewise; None: MCTL_NO_ZYGOTE=1.
+    forks = zygote if zygote_started else zygotes.start()
     # Until the loop's handlers are installed, a SIGTERM would kill the daemon mid-startup:
     # hold the stop and reload signals back; the loop unblocks them and then sees them.
     signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_BLOCKED)
@@ -181,7 +191,9 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
             log.error("%s", exc)
             store.close()
             return EX_CONFIG
-        scopes = run_scopes(keeper_end, paths.db_path.with_name(paths.db_path.name + CGROUPS))
+        scopes = run_scopes(
+            keeper_end, paths.db_path.with_name(paths.db_path.name + CGROUPS), forks
+        )
         try:
             loop = MasterLoop(
                 config_dir=paths.config_dir,
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
                 log_dir=paths.log_dir,
                 store=store,
                 clock=clock,
-                spawner=scopes.spawner(spawn_child),
+                spawner=scopes.spawner(spawn_child if forks is None else forks.spawner),
                 send_signal=scopes.signal,
                 after_fork=scopes.after_fork,
                 tidy=scopes.tidy,
@@ -203,6 +215,10 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
             log.error("cannot create the control socket %s: %s", paths.socket_path, exc)
             store.close()
             return EX_CONFIG
+        if forks is not None:
+            forks.owned_elsewhere = command_pids  # the health checks' Popen reaps those
+            loop.lifecycle.reap_other = forks.reap_other
+            loop.lifecycle.sweep_others = forks.sweep
         log.info(
             "config %s, state %s, socket %s, logs %s",
             paths.config_dir,
@@ -215,6 +231,8 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
         finally:
             scopes.close()
             store.close()
+            if forks is not None:
+                forks.close()
         log.info("mastercontrold stopped")
         return 0
     except Exception:
@@ -224,9 +242,10 @@ def main(argv: list[str] | None = None, keeper: Keeper | None = None) -> int:
         _release(held)
 
 
-def run_scopes(keeper_end: Keeper, record: Path) -> RunScopes:
+def run_scopes(keeper_end: Keeper, record: Path, zygote: Zygote | None = None) -> RunScopes:
     """Per-run cgroups where this daemon may create them, else process groups and markers.
-    First the cgroups dead daemons of this state database left go (`record` names them)."""
+    First the cgroups dead daemons of this state database left go (`record` names them). The
+    zygote moves along with the master (child/scope.py, `Companion`)."""
     base, why = cgroup.usable_base()
     sweep_dead(record, keeper_end.start_id, base)
     if base is not None:
@@ -234,7 +253,7 @@ def run_scopes(keeper_end: Keeper, record: Path) -> RunScopes:
         log.info("each run gets a cgroup under %s", base)
     else:
         log.info("no per-run cgroups (%s): runs are tracked by process group and marker", why)
-    return RunScopes(keeper_end.start_id, base)
+    return RunScopes(keeper_end.start_id, base, zygote)
 
 
 def _release(locks: list[DaemonLock]) -> None:
