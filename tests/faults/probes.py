@@ -65,7 +65,7 @@ def integrity(db_path: Path) -> list[str]:
 
 def workload_processes(daemon: Daemon) -> list[psutil.Process]:
     """Live forked children of any daemon of this test (they keep the master's command line),
-    other than the current master itself and its keeper (named mc-keeper)."""
+    other than the current master itself, its keeper (mc-keeper) and its zygote (mc-zygote)."""
     master = daemon.proc.pid if daemon.proc is not None and daemon.proc.poll() is None else -1
     found = []
     for proc in psutil.process_iter(["cmdline", "status", "name"]):
@@ -73,7 +73,7 @@ def workload_processes(daemon: Daemon) -> list[psutil.Process]:
             cmd = " ".join(proc.info["cmdline"] or [])
             if proc.pid == master or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if proc.info["name"] == "mc-keeper":
+            if proc.info["name"] in ("mc-keeper", "mc-zygote"):  # not workloads
                 continue
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

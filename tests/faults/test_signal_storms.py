@@ -127,7 +127,8 @@ def test_sighup_storm_during_a_reload_ends_with_each_workload_running_once(
     # One process per workload, and each is the pid the daemon reports for it.
     assert Counter(p.pid for p in procs) == Counter(running.values())
     master = psutil.Process(daemon.pid)
-    assert {c.pid for c in master.children()} == set(running.values())
+    children = {c.pid for c in master.children() if c.name() != "mc-zygote"}  # its fork server
+    assert children == set(running.values())
     for name in final:
         assert daemon.status(name)["tags"] == ["gen3"]
     assert daemon.stop() == 0

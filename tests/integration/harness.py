@@ -86,8 +86,11 @@ class Daemon:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         cgroup: Path | None = None,
+        entry: bool = False,
     ) -> None:
-        """`cgroup`: a cgroup v2 directory the daemon is started in (its own cgroup)."""
+        """`cgroup`: a cgroup v2 directory the daemon is started in (its own cgroup); `entry`:
+        through mastercontrol.daemon.entry, as the installed `mastercontrold` runs (the keeper
+        and the zygote forked before the daemon's imports)."""
         # A NOTIFY_SOCKET of whatever runs the tests must not reach the daemon; a test's may.
         full_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         full_env.update(env or {})
@@ -102,7 +105,7 @@ class Daemon:
                     *enter,
                     sys.executable,
                     "-m",
-                    "mastercontrol.daemon.main",
+                    "mastercontrol.daemon.entry" if entry else "mastercontrol.daemon.main",
                     *self.path_args(),
                     *args,
                 ],
