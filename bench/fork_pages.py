@@ -8,7 +8,9 @@ slept: a bare interpreter with only the child bootstrap's modules loaded (what a
 server, a "zygote", would be), the same interpreter after importing what the master imports
 (pyyaml, croniter, psutil, sqlite3, the daemon; no state), and a real `mastercontrold` running
 N workloads of `--module` (its children measured the same way, through
-bench.workloads.report_memory). A child's private pages are the pages of its parent that it
+bench.workloads.report_memory; with its zygote unless MCTL_NO_ZYGOTE=1); and, between those,
+children started through the real zygote (child/zygote.py) forked from a bare interpreter,
+which run the whole child bootstrap. A child's private pages are the pages of its parent that it
 wrote to (reference counts, allocator free lists, its own new objects): the smaller and less
 fragmented the parent's heap, the fewer. Imports the standard library and psutil; the
 mastercontrold case uses tests/integration/harness.py.
@@ -64,6 +66,44 @@ def forked(kind: str, module: str, children: int) -> list[int]:
     return sizes
 
 
+def _reported(out: Path, children: int) -> list[int]:
+    """The sizes `children` report_memory workloads appended to `out` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = out.read_text().split() if out.exists() else []
+        if len(lines) >= children:
+            return [int(x) for x in lines]
+        time.sleep(0.2)
+    raise SystemExit("the workloads never reported")
+
+
+def served(module: str, children: int) -> list[int]:
+    """Children started through the real zygote (mastercontrol.child.zygote, its whole
+    bootstrap), forked from a bare interpreter as mastercontrol.daemon.entry forks it; each
+    runs bench.workloads.report_memory, which imports `module` and reports its USS."""
+    sys.path.insert(0, str(ROOT))
+    from mastercontrol.child import zygote
+    from mastercontrol.child.spawn import ChildSpec
+
+    out = Path(tempfile.mkdtemp(prefix="fork-pages-")) / "sizes.txt"
+    forks = zygote.start()
+    assert forks is not None, "MCTL_NO_ZYGOTE is set"
+    params = {"out": str(out), "module": module}
+    runs = [
+        forks.spawn(ChildSpec(name=f"m{i}", module="bench.workloads",
+                              entry_point="report_memory", params=params))
+        for i in range(children)
+    ]  # fmt: skip
+    try:
+        return _reported(out, children)
+    finally:
+        for run in runs:
+            os.killpg(run.pid, 9)
+            os.waitpid(run.pid, 0)
+            os.close(run.log_fd)
+        forks.close()
+
+
 def in_daemon(module: str, children: int) -> list[int]:
     """Children of a real mastercontrold, each measuring itself at its entry point."""
     sys.path.insert(0, str(ROOT))
@@ -83,13 +123,7 @@ def in_daemon(module: str, children: int) -> list[int]:
         daemon.write(f"m{i}.yaml", json.dumps(body))
     daemon.start()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            lines = out.read_text().split() if out.exists() else []
-            if len(lines) >= children:
-                return [int(x) for x in lines]
-            time.sleep(0.2)
-        raise SystemExit("the workloads never reported")
+        return _reported(out, children)
     finally:
         daemon.stop()
 
@@ -98,18 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--children", type=int, default=3)
     ap.add_argument("--module", default="bench.workloads")
-    ap.add_argument("--kind", choices=("zygote", "heavy", "daemon"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--kind", choices=("zygote", "heavy", "served", "daemon"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
     if args.kind:
-        sizes = (in_daemon if args.kind == "daemon" else lambda m, n: forked(args.kind, m, n))(
-            args.module, args.children
-        )
+        kinds = {"daemon": in_daemon, "served": served}
+        run = kinds.get(args.kind, lambda m, n: forked(args.kind, m, n))
+        sizes = run(args.module, args.children)
         print(json.dumps(sizes))
         return 0
     print(f"module {args.module}, {args.children} children per parent; child USS in MiB")
     for kind, what in (
         ("zygote", "bare interpreter + the child bootstrap's modules (a zygote)"),
         ("heavy", "+ everything the master imports, no state"),
+        ("served", "through child/zygote.py (its whole bootstrap)"),
         ("daemon", "a real mastercontrold"),
     ):
         cmd = [sys.executable, __file__, "--kind", kind, "--module", args.module,
