@@ -255,6 +255,8 @@ def start_child(
 # than the rest of the fork's bookkeeping in a master restarting hundreds of runs.
 _ALL_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 _sigmask: Callable[[int, Iterable[int]], set[int]] = _signal.pthread_sigmask
+# What a Python workload has other than SIG_DFL (as `python -c` has): see _child_reset_signals.
+_PYTHON_SIGNALS = (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ)
 
 
 @functools.cache
@@ -278,11 +280,13 @@ def _child_main(
     output_fd: int | None,
     master_pid: int,
     delta: EnvironmentDelta,
+    signals_fresh: bool = False,
 ) -> NoReturn:
-    """The child bootstrap, in order. Leaves only through os._exit()."""
+    """The child bootstrap, in order. Leaves only through os._exit(). `signals_fresh`: the
+    parent (the zygote) already has a Python workload's signal dispositions."""
     code = CHILD_EXIT_SETUP_FAILED
     try:
-        _child_reset_signals(exec_follows=spec.command is not None)
+        _child_reset_signals(exec_follows=spec.command is not None, fresh=signals_fresh)
         os.setsid()  # own session and process group: the master stops it with killpg
         _child_arm_deathsig(master_pid)
         _child_setup_fds(close_fds, output_fd)
@@ -313,9 +317,18 @@ def _child_main(
         os._exit(code)
 
 
-def _child_reset_signals(exec_follows: bool) -> None:
-    """Give the child the signal state of a fresh process (fact 2 of STYLE.md)."""
+def _child_reset_signals(exec_follows: bool, fresh: bool = False) -> None:
+    """Give the child the signal state of a fresh process (fact 2 of STYLE.md). `fresh`: the
+    dispositions already are a Python workload's (the zygote set them once for all its runs:
+    ~0.08 MiB of copied pages less per run, bench/fork_pages.py's "served" row), and only an
+    exec needs three put back."""
     signal.set_wakeup_fd(-1)  # the master's self-pipe; a child signal must not land there
+    if fresh:
+        if exec_follows:
+            for python_sig in _PYTHON_SIGNALS:
+                signal.signal(python_sig, signal.SIG_DFL)
+        _sigmask(signal.SIG_SETMASK, ())  # ints: no 64 Signals enums for the old mask
+        return
     for sig in _ALL_SIGNALS:
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue

@@ -45,6 +45,7 @@ Runs in the master (the client half) and in the zygote; imports only the standar
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import pickle
@@ -62,6 +63,7 @@ from mastercontrol.child.spawn import (
     EnvironmentDelta,
     SpawnedChild,
     _child_main,
+    _child_reset_signals,
     _prctl,
     _sigmask,
     delta_to,
@@ -81,6 +83,13 @@ RESTART_BACKOFF = 1.0  # seconds after a failure before a new zygote is forked .
 RESTART_BACKOFF_MAX = 60.0  # ... doubling while it keeps failing
 MAX_MESSAGE = 1 << 18  # bytes of one request; a bigger one (huge params) forks in the master
 GO = b"g"
+# Standard-library modules workloads commonly import, imported once in the zygote (never user
+# code: importing a workload's module runs it). A module the zygote has is shared by every
+# run; one it lacks is imported by each run into pages of its own: `datetime` alone is ~0.9 MiB
+# per run of examples.agents.hello_agent (bench/fork_pages.py). Kept short: each one also
+# makes the interpreter's shared tables bigger, and a run that imports none of them copies a
+# little more of those (~0.06 MiB per run with this list, measured).
+PRELOAD = ("datetime", "json", "pathlib", "select", "subprocess")
 
 Spawned = SpawnedChild | ExecChild
 
@@ -346,9 +355,18 @@ def _serve(sock: socket.socket, master: int) -> None:
     # go (`Zygote.close`), and a Ctrl-C on the terminal is for the master only.
     os.setsid()
     _set_comm(COMM)
+    # Once here, for every run: a Python workload's dispositions (a zygote forked from the
+    # running master had its handlers); then everything blocked again until a run unblocks.
+    _child_reset_signals(exec_follows=False)
+    _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     keep = sock.fileno()
     os.closerange(3, keep)  # the keeper's pipe, the master's db, sockets, log pipes: not ours
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a trimmed Python: that run imports it itself
+            pass
     gc.collect()
     gc.freeze()  # as the master does for its forks: the children's collections walk nothing
     while True:
@@ -416,7 +434,7 @@ def _run(spec: ChildSpec, delta: EnvironmentDelta, log_w: int, go_r: int, master
         os._exit(CHILD_EXIT_SETUP_FAILED)
     os.close(go_r)
     _set_comm(_MASTER_COMM)
-    _child_main(spec, (), log_w, master, delta)
+    _child_main(spec, (), log_w, master, delta, signals_fresh=True)
 
 
 def _set_comm(name: bytes) -> None:

@@ -4,7 +4,8 @@ Real daemons started as the installed `mastercontrold` is (mastercontrol.daemon.
 zygote forked before the daemon's imports). A run is the master's child and its exit is
 recorded at once; kill -9 of the zygote disturbs no running run and later starts still work
 (forked by the master, then by a new zygote); an orphan a run leaves becomes the master's
-(it is a child subreaper) and is reaped, no zombie stays; MCTL_NO_ZYGOTE=1 turns it all off.
+(it is a child subreaper) and is reaped, no zombie stays; a run the master gave up on never
+runs; MCTL_NO_ZYGOTE=1 turns it all off.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.integration.harness import Daemon, pid_alive, wait_for
+from mastercontrol.engine.exitstatus import CHILD_EXIT_SETUP_FAILED
+from tests.integration.harness import REPO, Daemon, pid_alive, wait_for
 
 ZYGOTE = "mc-zygote"
 # The fault suite also runs whole with MCTL_NO_ZYGOTE=1 (the documented switch): then the
@@ -183,3 +187,45 @@ def test_a_health_command_is_not_stolen_by_the_orphan_reaper(daemon: Daemon, mod
     assert health["consecutive_failures"] == 0, health
     assert daemon.status("svc")["pid"] == pid
     assert not _zombies(daemon)
+
+
+# A master's end of the zygote in a process of its own (it becomes a child subreaper): a run
+# whose go pipe is closed without the byte (the master gave up on the reply) runs nothing and
+# exits 120; the next run, with its go, runs once and is this process's child.
+ABANDON = """
+import os, pickle, socket, sys
+from mastercontrol.child import zygote
+from mastercontrol.child.spawn import ChildSpec, workload_env
+marker = sys.argv[1]
+z = zygote.start()
+spec = ChildSpec(name="t", module="tests.integration.workloads", entry_point="count_run",
+                 params={"marker": marker})
+log_r, log_w = os.pipe()
+go_r, go_w = os.pipe()
+socket.send_fds(z.sock, [pickle.dumps((1, spec, workload_env(spec)))], [log_w, go_r])
+os.close(log_w)
+os.close(go_r)
+abandoned = z._reply(z.sock, 1)
+os.close(go_w)  # no go
+_, status = os.waitpid(abandoned, 0)  # the run is this process's child: the subreaper's
+run = z.spawn(spec)
+_, run_status = os.waitpid(run.pid, 0)
+print(abandoned, os.waitstatus_to_exitcode(status), run.pid, os.waitstatus_to_exitcode(run_status))
+"""
+
+
+@needs_zygote
+def test_a_run_the_master_gave_up_on_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-c", ABANDON, str(marker)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    abandoned, abandoned_code, run, run_code = (int(x) for x in done.stdout.split())
+    assert abandoned_code == CHILD_EXIT_SETUP_FAILED
+    assert run_code == 0
+    assert marker.read_text().split() == [str(run)] != [str(abandoned)]  # it never ran
