@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from mastercontrol import __version__
 from mastercontrol.config.paths import add_path_options
-from mastercontrol.ctl import systemd_unit, targets
+from mastercontrol.ctl import DEFAULT_UNIT_DIR, DEFAULT_WAIT_SECONDS
 from mastercontrol.ipc.protocol import parse_signal
 
 MIN_TOP_INTERVAL = 0.5  # each `top` refresh makes the master sample every process: no spinning
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_path_options(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wait_default = targets.DEFAULT_WAIT_SECONDS
+    wait_default = DEFAULT_WAIT_SECONDS
     sub.required = True
 
     up = sub.add_parser("up", help="run the daemon (foreground unless --detach)")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--timeout",
             type=_seconds(0.0),
-            default=targets.DEFAULT_WAIT_SECONDS,
+            default=DEFAULT_WAIT_SECONDS,
             metavar="S",
             help=f"with --wait: give up after S seconds, exit 1 (default {wait_default:g})",
         )
@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument(
         "--install",
         nargs="?",
-        const=str(systemd_unit.DEFAULT_UNIT_DIR),
+        const=str(DEFAULT_UNIT_DIR),
         metavar="DIR",
-        help=f"write the unit into DIR (default {systemd_unit.DEFAULT_UNIT_DIR})",
+        help=f"write the unit into DIR (default {DEFAULT_UNIT_DIR})",
     )
     su.add_argument(
         "--no-hardening", action="store_true", help="with --install: skip the hardening drop-in"

@@ -16,9 +16,11 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from mastercontrol import ctl
+
 UNIT_NAME = "mastercontrold.service"
 DROP_IN_NAME = "mastercontrold-hardening.conf"
-DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+DEFAULT_UNIT_DIR = ctl.DEFAULT_UNIT_DIR
 
 
 class UnitError(Exception):

@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mastercontrol import ctl
 from mastercontrol.engine.states import ACTIVE
 
 ALL = "all"  # supervisorctl's keyword: every workload but the internal @services
 INTERNAL_PREFIX = "@"
-DEFAULT_WAIT_SECONDS = 60.0
+DEFAULT_WAIT_SECONDS = ctl.DEFAULT_WAIT_SECONDS
 WAIT_POLL_SECONDS = 0.1
 
 # `stop --wait` is done once a workload has left these: no process of its run is left.
