@@ -33,6 +33,7 @@ from mastercontrol.api.client_app import query_bool, query_int, workload_name
 from mastercontrol.api.dashboard_app import api_session_allows, install_dashboard, is_dashboard_path
 from mastercontrol.api.dashboard_auth import LoginThrottle, Sessions
 from mastercontrol.api.errors import APIError, install_json_errors
+from mastercontrol.api.peer import peer_addr
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, FleetStore
 from mastercontrol.fleet.intake import NAME_RE, HeartbeatInvalid, parse_heartbeat
@@ -200,7 +201,7 @@ def create_central_app(central: Central) -> bottle.Bottle:
     def proxy(name: str, method: str, path: str, action: str | None, body: Any = None) -> Any:
         """Forward to the client's API; `action` (None for reads) is recorded as an event."""
         state = known(name)
-        actor = f"operator@{bottle.request.remote_addr or 'unknown'}"
+        actor = f"operator@{peer_addr(bottle.request.environ)}"
         workload = bottle.request.url_args.get("workload")
         try:
             reply = forward(central, state, method, path, action=action, workload=workload,

@@ -25,6 +25,7 @@ from mastercontrol.api.auth import TokenCheck
 from mastercontrol.api.central_proxy import ClientUnreachable, forward, path_segment
 from mastercontrol.api.client_app import is_workload_name
 from mastercontrol.api.dashboard_auth import Session, new_secret, same_secret
+from mastercontrol.api.peer import peer_addr
 from mastercontrol.fleet.fleetstore import ClientState
 from mastercontrol.fleet.intake import NAME_RE
 
@@ -193,9 +194,9 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         expected = bottle.request.get_cookie(LOGIN_COOKIE) or ""
         if fields is None or not expected or not same_secret(fields.get("csrf"), expected):
             return refused(None, "the login form's CSRF token is missing or wrong: reload it")
-        # The peer's address, never X-Forwarded-For (bottle's remote_addr trusts it, and a
-        # guesser would send a new one each time). Behind a proxy every login shares one.
-        addr = str(bottle.request.environ.get("REMOTE_ADDR") or "unknown")
+        # The peer's address, never X-Forwarded-For (a guesser would send a new one each
+        # time). Behind a proxy every login shares one.
+        addr = peer_addr(bottle.request.environ)
         throttle = central.login_throttle
         wait = throttle.retry_after(addr)
         if wait is not None:
@@ -311,7 +312,7 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         state = client_or_none(name)
         if state is None or action not in ACTIONS or not is_workload_name(workload):
             return page("missing", session, 404, what="No such client, workload or action.")
-        actor = f"dashboard@{bottle.request.remote_addr or 'unknown'}"
+        actor = f"dashboard@{peer_addr(bottle.request.environ)}"
         path = f"/api/v1/workloads/{path_segment(workload)}/{action}"
         try:
             reply = forward(

@@ -366,6 +366,17 @@ def test_remote_restart_goes_to_the_heartbeat_url_with_the_clients_token(
     assert event["actor"].startswith("operator@")
 
 
+def test_a_forged_x_forwarded_for_is_not_the_actor(rig: Rig, client_api: str) -> None:
+    # The actor is the TCP peer (REMOTE_ADDR): any client can send X-Forwarded-For.
+    rig.hb("pi-01", "tok-1", api_url=client_api)
+    r = call(rig.app, "POST", "/api/v1/clients/pi-01/workloads/w/restart", token=OPERATOR,
+             headers={"X-Forwarded-For": "203.0.113.9"},
+             environ_extra={"REMOTE_ADDR": "192.0.2.7"})  # fmt: skip
+    assert r.status == 200
+    event = rig.get("/api/v1/events?kind=action").json()["events"][0]
+    assert event["actor"] == "operator@192.0.2.7"
+
+
 def test_the_clients_4xx_passes_through_and_its_5xx_is_502(rig: Rig, client_api: str) -> None:
     rig.hb("pi-01", "tok-1", api_url=client_api)
     r = post(rig, "/api/v1/clients/pi-01/workloads/missing/stop")

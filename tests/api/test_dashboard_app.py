@@ -387,12 +387,14 @@ def test_a_button_restarts_through_the_clients_api_and_says_so(
     rig.hb("pi-01", "tok-1", api_url=client_api, workloads=[{"name": "w", "state": "RUNNING"}])
     csrf = browser.csrf("/clients/pi-01?log=none")
     FakeClientAPI.seen = []
+    browser.headers["X-Forwarded-For"] = "203.0.113.9"  # forged: the actor is the TCP peer
     r = browser.post("/clients/pi-01/workloads/w/restart", {"csrf": csrf})
+    del browser.headers["X-Forwarded-For"]
     assert r.status == 303 and r.headers["location"].endswith("/clients/pi-01")
     assert FakeClientAPI.seen == [("POST", "/api/v1/workloads/w/restart", "Bearer tok-1", b"")]
     (event,) = rig.central.store.events(kind="action")
     assert (event["action"], event["result"]) == ("restart", "ok")
-    assert event["actor"].startswith("dashboard@")
+    assert event["actor"] == "dashboard@127.0.0.1"
     page = browser.get("/clients/pi-01?log=none").body.decode()
     assert 'class="flash ok"' in page and "restart w on pi-01: done" in page
     assert 'class="flash' not in browser.get("/clients/pi-01?log=none").body.decode()  # once
