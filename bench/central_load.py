@@ -121,14 +121,13 @@ def run_generators(kind: str, port: int, n: int, seconds: float) -> dict[str, An
     for p in procs:
         p.join(timeout=30)
     merged: dict[str, Any] = {"ok": 0, "errors": 0, "retried": 0, "latencies": [],
-                              "by_kind": Counter(), "accepted": 0, "cpu_seconds": 0.0,
-                              "wall_seconds": 0.0}  # fmt: skip
+                              "by_kind": Counter(), "accepted": 0,
+                              "cpu_seconds": 0.0}  # fmt: skip
     for r in results:
         for key in ("ok", "errors", "retried", "latencies", "cpu_seconds"):
             merged[key] += r[key]
         merged["by_kind"].update(r["by_kind"])
         merged["accepted"] += len(r["accepted"])
-        merged["wall_seconds"] = max(merged["wall_seconds"], r["wall_seconds"])
     merged["latencies"].sort()
     return merged
 
@@ -284,6 +283,7 @@ def measure(
             n, "storm", burst, burst_wall, **{
                 "RSS MiB": proc.memory_info().rss / 2**20, "start s": restart,
                 "all in s": burst_wall, "retried": burst["retried"], "lost": lost,
+                "no 200": n - burst["accepted"],
                 "load": os.getloadavg()[0],
             },
         ))  # fmt: skip
@@ -305,8 +305,8 @@ def measure(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = ["N", "phase", "offered/s", "ok/s", "errors", "retried", "lost", "p50 ms", "p99 ms",
-            "CPU %", "gen CPU %", "RSS MiB", "DB MiB", "B/sample", "DB MiB/h", "start s",
+    cols = ["N", "phase", "offered/s", "ok/s", "errors", "retried", "lost", "no 200", "p50 ms",
+            "p99 ms", "CPU %", "gen CPU %", "RSS MiB", "DB MiB", "B/sample", "DB MiB/h", "start s",
             "all in s", "load"]  # fmt: skip
 
     def cell(v: Any) -> str:

@@ -35,7 +35,6 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     accepted: set[int] = field(default_factory=set)  # clients answered 200 at least once
     cpu_seconds: float = 0.0
-    wall_seconds: float = 0.0
 
     def fail(self, kind: str) -> None:
         self.errors += 1
@@ -46,7 +45,6 @@ class Stats:
             "ok": self.ok, "errors": self.errors, "retried": self.retried,
             "by_kind": self.by_kind, "latencies": self.latencies,
             "accepted": sorted(self.accepted), "cpu_seconds": self.cpu_seconds,
-            "wall_seconds": self.wall_seconds,
         }  # fmt: skip
 
 
@@ -202,5 +200,4 @@ def run(
     sel.close()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     stats.cpu_seconds = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
-    stats.wall_seconds = time.monotonic() - start
     return stats
