@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import yaml
 
 from mastercontrol.api.dashboard_auth import LoginThrottle, Sessions
 from mastercontrol.fleet.roster import RosterEntry
@@ -210,6 +211,52 @@ def test_a_logged_in_dashboard_may_call_the_json_api_with_its_cookie(
     assert browser.get("/api/v1/fleet").status == 401
     r = call(rig.app, "GET", "/api/v1/fleet", headers={"Cookie": "mc_session=forged"})
     assert r.status == 401
+
+
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi" / "central.yaml"
+CONCRETE = {"{name}": "pi-01", "{workload}": "w", "{action}": "restart", "{id}": "1"}
+
+
+def test_the_openapi_document_declares_the_session_as_the_api_honours_it(
+    rig: Rig, browser: Browser, client_api: str
+) -> None:
+    """Every operation's declared security, tried: a GET opens with the cookie alone, any other
+    method (the heartbeat aside: a client's token only) with the cookie and X-CSRF-Token."""
+    spec = yaml.safe_load(SPEC.read_text())
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["session"]["in"], schemes["session"]["name"]) == ("cookie", "mc_session")
+    assert (schemes["csrf"]["in"], schemes["csrf"]["name"]) == ("header", "X-CSRF-Token")
+    rig.hb("pi-01", "tok-1", api_url=client_api, workloads=[{"name": "w", "state": "RUNNING"}])
+    rig.central.store.create_deployment({"release": "r1"}, rig.clock.now)
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    csrf = browser.csrf()
+    seen = 0
+    for template, item in spec["paths"].items():
+        path = template
+        for key, value in CONCRETE.items():
+            path = path.replace(key, value)
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue  # the path item's parameters and description
+            ways = {frozenset(alt) for alt in op.get("security", spec["security"])}
+            body = {"files": {}} if method == "put" else {} if method != "get" else None
+            cookie_only = call(rig.app, method.upper(), path, json_body=body,
+                               headers={"Cookie": cookie}, validate=False)  # fmt: skip
+            with_csrf = call(rig.app, method.upper(), path, json_body=body,
+                             headers={"Cookie": cookie, "X-CSRF-Token": csrf},
+                             validate=False)  # fmt: skip
+            if op["operationId"] == "heartbeat":
+                assert ways == {frozenset({"bearer"})}
+                assert cookie_only.status == with_csrf.status == 401
+            elif method == "get":
+                assert ways == {frozenset({"bearer"}), frozenset({"session"})}, template
+                assert cookie_only.status == 200, (template, cookie_only.body[:200])
+            else:
+                assert ways == {frozenset({"bearer"}), frozenset({"session", "csrf"})}, template
+                assert cookie_only.status == 401, template
+                assert with_csrf.status != 401, (template, with_csrf.body[:200])
+            seen += 1
+    assert seen == 17
 
 
 # -- headers and escaping ----------------------------------------------------------------------
