@@ -4,7 +4,8 @@ Owns what one generator process does: send each of its clients' pre-built heartb
 (head and ~2 KB body built once, so the loop costs a connect, a send and a read) on a schedule,
 one new connection per heartbeat (a real device does not keep a connection open for 30 s), and
 retry a failed one the way the heartbeat sender does (fleet/heartbeat.py: after a failure the
-next try is one interval later, ±10 %; a 503's Retry-After is honoured). It measures its own
+next try is one interval later, ±10 %; a 503's Retry-After is waited out, plus 0 to 50 %
+jitter, as RETRY_AFTER_JITTER there says). It measures its own
 CPU, so the report can say what the generator costs. Imports only the standard library; it is
 a bench script, not part of the package.
 """
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+RETRY_AFTER_JITTER = 0.5  # fleet/heartbeat.py's (not imported: the loop stays stdlib only)
 CONNECT_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 30.0
 MAX_IN_FLIGHT = 4000  # per generator: bounded fds; more than Waitress would ever hold
@@ -105,11 +107,15 @@ def run(
     live: dict[int, _Conn] = {}
     pending = len(requests) if storm else -1
 
+    def retry_delay(retry_after: float | None) -> float:
+        if retry_after is None:
+            return interval * rng.uniform(0.9, 1.1)
+        return retry_after * (1.0 + RETRY_AFTER_JITTER * rng.random())
+
     def again(conn: _Conn, now: float, retry_after: float | None) -> None:
         if storm:
             stats.retried += 1
-            delay = retry_after if retry_after is not None else interval * rng.uniform(0.9, 1.1)
-            heapq.heappush(heap, (now + delay, conn.client))
+            heapq.heappush(heap, (now + retry_delay(retry_after), conn.client))
 
     def finish(conn: _Conn, now: float, kind: str | None, retry_after: float | None) -> None:
         nonlocal pending
@@ -129,8 +135,9 @@ def run(
         if storm:
             again(conn, now, retry_after)
         else:
-            # The sender's backoff starts at one interval: its next try is the next beat.
-            heapq.heappush(heap, (now + interval * rng.uniform(0.9, 1.1), conn.client))
+            # The sender's backoff starts at one interval (its next try is the next beat), or
+            # the central's Retry-After.
+            heapq.heappush(heap, (now + retry_delay(retry_after), conn.client))
 
     def launch(client: int, now: float) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,8 +9,9 @@ no NaN/Infinity, at most MAX_DEPTH levels: what the route accepts, no more), the
 `parse_heartbeat`, the coalescer's `ingest`. Anything else
 (a refused token, a wrong content type, a bad or oversized body, another method or path) goes
 to the Bottle app with the body it carried, so every refusal is still written, counted and
-answered in one place: this module never builds an error. Imports the stdlib and api/; never
-daemon/, child/ or bottle.
+answered in one place: this module never builds an error (a heartbeat shed for load is
+answered before it, by api/overload.py). Imports the stdlib and api/; never daemon/, child/ or
+bottle.
 """
 
 from __future__ import annotations

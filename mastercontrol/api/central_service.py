@@ -4,9 +4,11 @@ Owns the service's life: read `central:` of daemon.yaml and inventory.yaml, open
 fill the coalescer, serve until SIGTERM, and flush the coalesced heartbeats every
 `central.flush_interval_seconds` from one background thread (this is a child of the master, not
 the master: threads are fine here). The inventory is re-imported when its file changes and on
-SIGHUP. On stop the last interval is flushed. Called by the child bootstrap as
-`main(**params)` with the internal-service params (config_dir, socket_path, state_dir,
-log_dir, section_digest); no secret is ever a param. Must not import daemon/ or child/.
+SIGHUP. Heartbeats past what it can take are shed with 503 + Retry-After (api/overload.py,
+marks from CENTRAL_TUNING: `central_shedder`). On stop the last interval is flushed. Called by
+the child bootstrap as `main(**params)` with the internal-service params (config_dir,
+socket_path, state_dir, log_dir, section_digest); no secret is ever a param. Must not import
+daemon/ or child/.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import waitress.server
 
 from mastercontrol.api.central_app import Central, create_central_app
 from mastercontrol.api.central_heartbeat import with_heartbeat_fast_path
+from mastercontrol.api.overload import Shedder, with_load_shedding
 from mastercontrol.api.server import TUNING, serve
 from mastercontrol.config.load import load_daemon_config, load_inventory
 from mastercontrol.config.model import CentralSettings
@@ -50,6 +53,21 @@ CENTRAL_TUNING: dict[str, Any] = {
     "channel_timeout": 60,
 }
 PRUNE_EVERY = 3600.0
+
+
+def central_shedder(coalescer: Coalescer, settings: CentralSettings) -> Shedder:
+    """Shed heartbeats (api/overload.py) with half of Waitress's connection limit waiting in its
+    task queue (~150 ms of work at ~1.2 ms a heartbeat), with the connections one thread
+    count short of the limit (past it Waitress stops accepting and the backlog grows
+    unanswered), or while a flush has run for two intervals (at least one second)."""
+    limit = int(CENTRAL_TUNING["connection_limit"])
+    shedder = Shedder(
+        max_queue=limit // 2,
+        max_connections=limit - int(CENTRAL_TUNING["threads"]),
+        max_flush_seconds=max(2 * settings.flush_interval_seconds, 1.0),
+    )
+    shedder.flush_running_for = coalescer.flush_running_for
+    return shedder
 
 
 def is_loopback(host: str) -> bool:
@@ -202,12 +220,16 @@ def main(
         operator_token=token,
         client_timeout=settings.client_timeout_seconds,
     )
+    shedder = central_shedder(coalescer, settings)
     server = waitress.server.create_server(
-        with_heartbeat_fast_path(create_central_app(central), central),
+        with_load_shedding(
+            with_heartbeat_fast_path(create_central_app(central), central), shedder, central
+        ),
         host=settings.host,
         port=settings.port,
         **CENTRAL_TUNING,
     )
+    shedder.attach_waitress(server)
     flusher = Flusher(central, settings, inventory)
 
     def _hup(signum: int, _frame: FrameType | None) -> None:

@@ -61,6 +61,12 @@ class Coalescer:
         self._events: list[Event] = []
         self.heartbeats = 0  # accepted since start (for /metrics)
         self.last_flush: FlushStats | None = None
+        self._flushing_since: float | None = None  # time.monotonic() of the running flush
+
+    def flush_running_for(self) -> float:
+        """Seconds the flush now running has taken so far (0.0 when none is running)."""
+        since = self._flushing_since  # one read: the flush thread may clear it meanwhile
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     # -- start-up and inventory ----------------------------------------------------------------
 
@@ -155,12 +161,15 @@ class Coalescer:
         heartbeats that arrived meanwhile win)."""
         with self._flush_lock:
             started = time.monotonic()
+            self._flushing_since = started
             batch = self._take()
             try:
                 self.store.write(batch)
             except BaseException:
                 self._put_back(batch)
                 raise
+            finally:
+                self._flushing_since = None
             stats = FlushStats(
                 len(batch.clients), len(batch.samples), len(batch.events),
                 time.monotonic() - started,

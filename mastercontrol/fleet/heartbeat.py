@@ -7,7 +7,10 @@
 - `HeartbeatPolicy` decides the delay before the next try and which tries deserve a log line:
   every `interval` seconds ±10 % jitter while the central answers; after a failure an
   exponential backoff that starts at the interval and is capped at min(10 * interval, 300 s);
-  one log line when an outage starts and one when it ends, never one per try.
+  one log line when an outage starts and one when it ends, never one per try. A central that
+  sheds load answers 503 (or 429) with Retry-After: that wait replaces the backoff, bounded by
+  the same cap and stretched by up to +50 % jitter, so the senders it turned away do not come
+  back in step. `retry_after_seconds()` reads the header (seconds or an HTTP date).
 
 Clock and random source are injected, so tests drive it without sleeping. No I/O here; imports
 only the standard library (never daemon/, child/, api/, bottle or waitress).
@@ -15,6 +18,8 @@ only the standard library (never daemon/, child/, api/, bottle or waitress).
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +30,7 @@ HEARTBEAT_PATH = "/api/v1/heartbeat"
 JITTER = 0.10  # ±10 % of each delay, so a fleet booted together does not beat in step
 MAX_BACKOFF_SECONDS = 300.0
 BACKOFF_INTERVALS = 10  # the backoff cap is also at most this many intervals
+RETRY_AFTER_JITTER = 0.5  # a Retry-After wait is stretched by 0 to +50 %, never shortened
 
 # The keys of a workload in a heartbeat (a subset of a `list --json` view).
 WORKLOAD_KEYS = ("name", "state", "pid", "version", "runs", "restarts", "last_exit", "started_at")
@@ -33,6 +39,24 @@ WORKLOAD_KEYS = ("name", "state", "pid", "version", "runs", "restarts", "last_ex
 def heartbeat_url(central_api_url: str) -> str:
     """`<central_api_url>/api/v1/heartbeat`, whether or not the base URL ends in a slash."""
     return central_api_url.rstrip("/") + HEARTBEAT_PATH
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A Retry-After header as seconds from `now` (wall clock, for the HTTP-date form);
+    None when absent or unreadable (then the ordinary backoff applies)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; a zone-less one is not one
+    seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def workload_entry(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,8 +152,10 @@ class HeartbeatPolicy:
         self._outage_since = None
         return Next(self._jittered(self.interval), log)
 
-    def failed(self, reason: str) -> Next:
+    def failed(self, reason: str, retry_after: float | None = None) -> Next:
         """A try failed: back off (interval, 2x, 4x, ... up to the cap), ±10 %, never above it.
+        With the central's `retry_after` (seconds), wait that long instead (at most the cap),
+        plus 0 to 50 % jitter.
 
         Only the first failure of an outage returns a log line.
         """
@@ -137,10 +163,15 @@ class HeartbeatPolicy:
         log = None
         if self.failures == 1:
             self._outage_since = self.clock()
+            if retry_after is not None:
+                reason = f"{reason} (retry after {retry_after:g}s)"
             log = (
                 f"heartbeat to {self.target} failed: {reason}; retrying with backoff "
                 f"(from {self.interval:g}s up to {self.cap:g}s), logged again when it recovers"
             )
+        if retry_after is not None:
+            wait = min(max(retry_after, 0.0), self.cap)
+            return Next(wait * (1.0 + RETRY_AFTER_JITTER * self.rand()), log)
         # 2 ** (failures - 1) grows without bound; stop doubling once the cap is reached.
         exponent = min(self.failures - 1, 32)
         base = min(self.interval * 2.0**exponent, self.cap)

@@ -6,9 +6,11 @@ workload list over the IPC socket (`MasterClient`), samples the system, and POST
 `fleet.heartbeat.build_payload` to `<central_api_url>/api/v1/heartbeat` with
 `Authorization: Bearer <token>`. When and what it logs is `HeartbeatPolicy`'s decision: the
 first heartbeat goes out at once, then one every interval ±10 %; failures back off and log one
-line per outage. A master that does not answer is logged once per outage too and the heartbeat
-still goes out (marked `master.reachable: false`): neither the central nor the master being
-away makes this process exit. SIGTERM/SIGINT end it at once, even mid-request.
+line per outage; a 503 or 429 with Retry-After is waited out as the central asks (bounded,
+with jitter: `HeartbeatPolicy.failed`). A master that does not answer is logged once per
+outage too and the heartbeat still goes out (marked `master.reachable: false`): neither the
+central nor the master being away makes this process exit. SIGTERM/SIGINT end it at once,
+even mid-request.
 
 The token is read here, from the config, and goes only into the Authorization header: never
 into a log line, the params, or the process title. Redirects are not followed, so the header
@@ -40,13 +42,19 @@ from mastercontrol.config.load import load_daemon_config
 from mastercontrol.config.secrets import resolve_token
 from mastercontrol.errors import EX_CONFIG, IPCError, MasterControlError
 from mastercontrol.fleet import no_redirects
-from mastercontrol.fleet.heartbeat import HeartbeatPolicy, build_payload, heartbeat_url
+from mastercontrol.fleet.heartbeat import (
+    HeartbeatPolicy,
+    build_payload,
+    heartbeat_url,
+    retry_after_seconds,
+)
 from mastercontrol.fleet.sysmetrics import system_metrics
 from mastercontrol.ipc.client import DaemonUnreachable, MasterClient
 from mastercontrol.release import current_release
 
 HTTP_TIMEOUT = 5.0  # seconds per POST, at most; shorter for shorter intervals
 IPC_TIMEOUT = 5.0
+RETRY_AFTER_STATUSES = (429, 503)  # a busy central's answers; their Retry-After is honoured
 MAX_REPLY_BYTES = 64 * 1024  # the central's answer is read (to reuse nothing) and dropped
 
 log = logging.getLogger("mastercontrol.heartbeat")
@@ -200,7 +208,12 @@ class HeartbeatService:
         """Send one heartbeat (built now: the latest state, never a backlog); the next delay."""
         try:
             self.send(self.payload())
-        # URLError, HTTPError and timeouts are OSErrors; a garbled answer is an HTTPException.
+        except urllib.error.HTTPError as exc:
+            retry_after = None
+            if exc.code in RETRY_AFTER_STATUSES:
+                retry_after = retry_after_seconds(exc.headers.get("Retry-After"), time.time())
+            nxt = self.policy.failed(failure_reason(exc), retry_after)
+        # URLError and timeouts are OSErrors; a garbled answer is an HTTPException.
         except (OSError, http.client.HTTPException, ValueError) as exc:
             nxt = self.policy.failed(failure_reason(exc))
         else:

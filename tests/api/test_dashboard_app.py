@@ -239,7 +239,9 @@ def test_the_openapi_document_declares_the_session_as_the_api_honours_it(
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue  # the path item's parameters and description
             ways = {frozenset(alt) for alt in op.get("security", spec["security"])}
-            body = {"files": {}} if method == "put" else {} if method != "get" else None
+            body: dict[str, Any] | None = (
+                {"files": {}} if method == "put" else {} if method != "get" else None
+            )
             cookie_only = call(rig.app, method.upper(), path, json_body=body,
                                headers={"Cookie": cookie}, validate=False)  # fmt: skip
             with_csrf = call(rig.app, method.upper(), path, json_body=body,

@@ -13,10 +13,12 @@ import pytest
 
 from mastercontrol.fleet.heartbeat import (
     JITTER,
+    RETRY_AFTER_JITTER,
     WORKLOAD_KEYS,
     HeartbeatPolicy,
     build_payload,
     heartbeat_url,
+    retry_after_seconds,
     workload_entry,
 )
 from mastercontrol.fleet.heartbeat_service import HeartbeatService, Settings, failure_reason
@@ -230,39 +232,88 @@ def test_failure_reasons_are_short_and_name_the_cause() -> None:
 # --- the service loop, with an injected sender, clock and sleep ---------------------------------
 
 
+class Scripted:
+    """A HeartbeatService whose POSTs fail or succeed as `outcomes` says, on a fake clock."""
+
+    def __init__(self, tmp_path: Path, outcomes: list[BaseException | None], post_seconds: float):
+        self.clock = FakeClock()
+        self.slept: list[float] = []
+        self.sent: list[dict[str, Any]] = []
+        results = iter(outcomes)
+
+        def send(body: dict[str, Any]) -> None:
+            self.clock.now += post_seconds
+            self.sent.append(body)
+            error = next(results)
+            if error is not None:
+                raise error
+
+        def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
+            self.clock.now += seconds
+
+        settings = Settings("pi-1", "http://c/api/v1/heartbeat", 10.0, None, "http://pi-1:9100")
+        self.service = HeartbeatService(
+            settings,
+            MasterClient(tmp_path / "no-daemon.sock", timeout=1.0),
+            {"state": tmp_path},
+            send=send,
+            clock=self.clock,
+            sleep=sleep,
+        )
+        self.service.policy.rand = lambda: 0.5  # no backoff jitter: exact delays
+
+
 def test_the_service_loop_sends_at_once_then_backs_off_and_counts_its_own_time(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock()
-    slept: list[float] = []
-    sent: list[dict[str, Any]] = []
-    outcomes = iter([None, OSError(111, "Connection refused"), OSError(111, "x"), None])
-
-    def send(body: dict[str, Any]) -> None:
-        clock.now += 0.25  # each POST takes a quarter second
-        sent.append(body)
-        error = next(outcomes)
-        if error is not None:
-            raise error
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += seconds
-
-    settings = Settings("pi-1", "http://c/api/v1/heartbeat", 10.0, None, "http://pi-1:9100")
-    service = HeartbeatService(
-        settings,
-        MasterClient(tmp_path / "no-daemon.sock", timeout=1.0),
-        {"state": tmp_path},
-        send=send,
-        clock=clock,
-        sleep=sleep,
-    )
-    service.policy.rand = lambda: 0.5  # no jitter: exact delays
+    refused = OSError(111, "Connection refused")
+    run = Scripted(tmp_path, [None, refused, OSError(111, "x"), None], post_seconds=0.25)
+    service = run.service
     service.run(beats=4)
-    assert len(sent) == 4  # the first went out before any sleep
+    assert len(run.sent) == 4  # the first went out before any sleep
     # interval 10 s after the success, then backoff 10 s, 20 s; minus the POST's own 0.25 s.
-    assert slept == [9.75, 9.75, 19.75]
-    assert all(b["master"]["reachable"] is False for b in sent)
+    assert run.slept == [9.75, 9.75, 19.75]
+    assert all(b["master"]["reachable"] is False for b in run.sent)
     assert service.master_down is True
     assert service.policy.failures == 0
+
+
+# --- a busy central's Retry-After ---------------------------------------------------------------
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date_else_ignored() -> None:
+    now = 1_764_583_200.0  # Mon, 01 Dec 2025 10:00:00 GMT
+    assert retry_after_seconds("7", now) == 7.0
+    assert retry_after_seconds(" 0 ", now) == 0.0
+    assert retry_after_seconds("Mon, 01 Dec 2025 10:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Mon, 01 Dec 2025 09:00:00 GMT", now) == 0.0  # past: at once
+    for bad in (None, "", "-3", "1.5", "soon", "Mon, 01 Dec 2025 10:00:30"):
+        assert retry_after_seconds(bad, now) is None, bad
+
+
+@pytest.mark.parametrize("r", [0.0, 0.5, 1.0 - 1e-12])
+def test_a_retry_after_replaces_the_backoff_stretched_up_to_half_never_shortened(r: float) -> None:
+    policy = HeartbeatPolicy(10.0, target="c", rand=fixed(r))
+    first = policy.failed("HTTP 503 Service Unavailable", retry_after=7.0)
+    assert 7.0 <= first.delay <= 7.0 * (1 + RETRY_AFTER_JITTER)
+    assert first.delay == pytest.approx(7.0 * (1 + RETRY_AFTER_JITTER * r))
+    assert first.log is not None and "(retry after 7s)" in first.log
+    # Bounded: a central asking for an hour gets the backoff cap (100 s here), jittered.
+    far = policy.failed("HTTP 503 Service Unavailable", retry_after=3600.0)
+    assert far.delay == pytest.approx(policy.cap * (1 + RETRY_AFTER_JITTER * r))
+    assert far.log is None  # still one line per outage
+    assert policy.failed("refused").delay <= policy.cap  # without one: the backoff again
+
+
+def test_the_service_waits_out_a_503s_retry_after(tmp_path: Path) -> None:
+    headers = Message()
+    headers["Retry-After"] = "42"
+    busy = urllib.error.HTTPError("http://c/api/v1/heartbeat", 503, "Busy", headers, None)
+    no_header = urllib.error.HTTPError("http://c/api/v1/heartbeat", 503, "Busy", Message(), None)
+    refused_with = urllib.error.HTTPError("http://c/api/v1/heartbeat", 401, "No", headers, None)
+    run = Scripted(tmp_path, [busy, no_header, refused_with, None], post_seconds=0.0)
+    run.service.run(beats=4)
+    # 42 s as asked (+25 % at rand 0.5); then the backoff (20 s: the second failure); a 401's
+    # header is not a busy central's: backoff (40 s).
+    assert run.slept == [52.5, 20.0, 40.0]
