@@ -51,6 +51,11 @@ CENTRAL_TUNING: dict[str, Any] = {
     "connection_limit": 256,
     "backlog": 2048,
     "channel_timeout": 60,
+    # Waitress drops every X-Forwarded-* header from an untrusted peer. The TLS proxy of
+    # docs/operations.md runs on the control host itself: its X-Forwarded-Proto (the session
+    # cookie is then Secure) is believed from loopback. X-Forwarded-For never is (api/peer.py).
+    "trusted_proxy": "127.0.0.1",
+    "trusted_proxy_headers": {"x-forwarded-proto"},
 }
 PRUNE_EVERY = 3600.0
 
@@ -68,6 +73,21 @@ def central_shedder(coalescer: Coalescer, settings: CentralSettings) -> Shedder:
     )
     shedder.flush_running_for = coalescer.flush_running_for
     return shedder
+
+
+def central_server(central: Central, settings: CentralSettings) -> tuple[Any, Shedder]:
+    """The bound Waitress server of the central (`settings.port` 0: a free port), its layers
+    outermost first: load shedding, the heartbeat fast path, the Bottle app."""
+    shedder = central_shedder(central.coalescer, settings)
+    app = with_heartbeat_fast_path(create_central_app(central), central)
+    server = waitress.server.create_server(
+        with_load_shedding(app, shedder, central),
+        host=settings.host,
+        port=settings.port,
+        **CENTRAL_TUNING,
+    )
+    shedder.attach_waitress(server)
+    return server, shedder
 
 
 def is_loopback(host: str) -> bool:
@@ -220,16 +240,7 @@ def main(
         operator_token=token,
         client_timeout=settings.client_timeout_seconds,
     )
-    shedder = central_shedder(coalescer, settings)
-    server = waitress.server.create_server(
-        with_load_shedding(
-            with_heartbeat_fast_path(create_central_app(central), central), shedder, central
-        ),
-        host=settings.host,
-        port=settings.port,
-        **CENTRAL_TUNING,
-    )
-    shedder.attach_waitress(server)
+    server, _ = central_server(central, settings)
     flusher = Flusher(central, settings, inventory)
 
     def _hup(signum: int, _frame: FrameType | None) -> None:

@@ -104,14 +104,10 @@ def install_dashboard(app: bottle.Bottle, central: Central) -> None:
         return bool(bottle.request.urlparts.scheme == "https")
 
     def set_cookie(name: str, value: str, path: str = "/", max_age: int | None = None) -> None:
+        # Bottle writes a max_age of None as "Max-Age=None": pass it only when there is one.
+        extra = {} if max_age is None else {"max_age": max_age}
         bottle.response.set_cookie(
-            name,
-            value,
-            path=path,
-            httponly=True,
-            samesite="strict",
-            secure=secure(),
-            max_age=max_age,
+            name, value, path=path, httponly=True, samesite="strict", secure=secure(), **extra
         )
 
     def current() -> Session | None:
