@@ -193,6 +193,77 @@ def test_a_clean_stop_flushes_and_a_restart_starts_from_the_db(tmp_path: Path) -
         c.stop()
 
 
+def kill_9(c: CentralProcess) -> None:
+    assert c.proc is not None
+    os.killpg(c.proc.pid, signal.SIGKILL)
+    c.proc.wait(timeout=30)
+
+
+def flushed_release(c: CentralProcess, name: str) -> str | None:
+    db = sqlite3.connect(c.state / "fleet.db")
+    try:
+        row = db.execute("SELECT release FROM clients WHERE name = ?", (name,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
+def test_a_crash_loses_at_most_the_heartbeats_since_the_last_flush_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    # Flushed, then kill -9: the heartbeat survives.
+    c = CentralProcess(tmp_path / "short", flush_interval_seconds=0.2)
+    c.inventory([{"name": "pi-01", "host": "127.0.0.1", "api_token": "tok-1"}])
+    c.start()
+    try:
+        assert c.heartbeat("pi-01", "tok-1", release="r7")[0] == 200
+        wait_for("the flush", lambda: flushed_release(c, "pi-01") == "r7")
+        kill_9(c)
+        c.start()
+        assert c.get("/api/v1/clients/pi-01")["release"] == "r7"
+    finally:
+        c.stop()
+    # Never flushed (an hour's interval), then kill -9: only that heartbeat is gone; the
+    # deployment record written meanwhile is not (it goes to the DB at once).
+    c = CentralProcess(tmp_path / "long", flush_interval_seconds=3600)
+    c.inventory([{"name": "pi-01", "host": "127.0.0.1", "api_token": "tok-1"}])
+    c.start()
+    try:
+        assert c.heartbeat("pi-01", "tok-1", release="r8")[0] == 200
+        status, dep = request(c.url + "/api/v1/deployments", OPERATOR, "POST", {"release": "r8"})
+        assert status == 201
+        kill_9(c)
+        c.start()
+        assert c.get("/api/v1/clients/pi-01")["status"] == "never_seen"
+        assert c.get(f"/api/v1/deployments/{dep['id']}")["release"] == "r8"
+    finally:
+        c.stop()
+
+
+def test_sighup_reimports_an_inventory_its_change_check_cannot_see(
+    central: CentralProcess,
+) -> None:
+    central.start()
+    path = central.config / "inventory.yaml"
+    before = path.stat()
+    assert central.heartbeat("pi-03", OPERATOR)[0] == 403
+    # Same size and the old mtime: the periodic check sees no change; SIGHUP says there is one.
+    text = path.read_text().replace('"pi-02"', '"pi-03"')
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    time.sleep(1.0)  # several flush intervals: the change check ran and saw nothing
+    assert request(central.url + "/api/v1/clients/pi-03", OPERATOR)[0] == 404
+    assert central.proc is not None
+    os.kill(central.proc.pid, signal.SIGHUP)
+    wait_for(
+        "pi-03 to be listed",
+        lambda: request(central.url + "/api/v1/clients/pi-03", OPERATOR)[0] == 200,
+    )
+    assert central.heartbeat("pi-03", "tok-2")[0] == 200  # the entry (and token) pi-02 had
+    assert request(central.url + "/api/v1/clients/pi-02", OPERATOR)[0] == 404  # forgotten
+
+
 def test_the_inventory_is_reimported_when_it_changes(central: CentralProcess) -> None:
     central.start()
     assert central.heartbeat("pi-03", OPERATOR)[0] == 403
