@@ -158,3 +158,33 @@ def test_size_counts_the_file_and_its_wal(store: SqliteFleetStore) -> None:
     before = store.size_bytes()
     store.write(FlushBatch(samples=[sample("a", NOW + i, 1.0) for i in range(2000)]))
     assert store.size_bytes() > before > 0
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
+def test_every_write_goes_through_the_one_transaction_door(store: SqliteFleetStore) -> None:
+    """sqlite's own trace of every statement: no write outside BEGIN IMMEDIATE ... COMMIT."""
+    trace: list[str] = []
+    store._conn().set_trace_callback(trace.append)
+    state = ClientState(name="pi-01", host="h", last_seen=NOW)
+    store.write(FlushBatch(clients=[state], samples=[sample("pi-01", NOW, 1.0)],
+                           events=[Event(at=NOW, kind="online", client="pi-01")]))  # fmt: skip
+    store.write(FlushBatch(removed=["pi-01"]))
+    store.add_event(Event(at=NOW, kind="action", client="pi-01", action="restart"))
+    dep = store.create_deployment({"release": "r1"}, NOW)
+    store.update_deployment(dep["id"], {"status": "ok"}, NOW + 1)
+    store.prune(NOW + 10 * 86400, retention=7 * 86400, full_resolution=86400)
+    open_tx = False
+    writes = 0
+    for statement in trace:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb == "BEGIN":
+            assert "IMMEDIATE" in statement.upper() and not open_tx, statement
+            open_tx = True
+        elif verb in ("COMMIT", "ROLLBACK"):
+            open_tx = False
+        elif verb in WRITES:
+            assert open_tx, f"a write outside transaction(): {statement}"
+            writes += 1
+    assert writes >= 7 and not open_tx
