@@ -1,7 +1,8 @@
 """The dashboard in a real browser against a real fleet (tests/browser/conftest.py): log in,
 see three live clients, restart a workload by clicking and watch its pid change, open a
-deployment, JavaScript off, a POST without its CSRF token refused, a phone-sized screen, and a
-device whose daemon stops turning stale on the open page. The tests share one fleet and run in
+deployment, JavaScript off, a POST without its CSRF token refused, a phone-sized screen (no
+page wider than it), nothing fetched from anywhere but the central, and a device whose daemon
+stops turning stale on the open page. The tests share one fleet and run in
 file order (the last one stops pi-03)."""
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ TIMEOUT_MS = 60_000  # the machine is shared: generous, and every wait is bounde
 
 
 @pytest.fixture
-def context(chromium: Any) -> Iterator[Any]:
+def context(chromium: Any, fleet: Fleet) -> Iterator[Any]:
     ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
     ctx.set_default_timeout(TIMEOUT_MS)
+    fetched: list[str] = []
+    ctx.on("request", lambda request: fetched.append(request.url))
     yield ctx
     ctx.close()
+    # No CDN, nothing from the network: every page, script, style and refresh is the central's.
+    elsewhere = [url for url in fetched if not url.startswith(fleet.url + "/")]
+    assert fetched and elsewhere == [], elsewhere
 
 
 def log_in(page: Any, fleet: Fleet) -> None:
@@ -164,7 +170,15 @@ def test_readable_on_a_phone(fleet: Fleet, chromium: Any) -> None:
         assert width <= 400, f"the overview is {width}px wide on a 390px screen"
         shot(page, "overview-phone")
         page.goto(fleet.url + "/clients/pi-01")
+        expect(page.locator('tr[data-workload="svc"]')).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the client page is {width}px wide on a 390px screen"
         shot(page, "client-phone")
+        for path, name in (("/deployments", "deployments-phone"), ("/events", "events-phone")):
+            page.goto(fleet.url + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 400, f"{path} is {width}px wide on a 390px screen"
+            shot(page, name)
     finally:
         ctx.close()
 
