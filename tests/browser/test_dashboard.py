@@ -173,11 +173,22 @@ def test_readable_on_a_phone(fleet: Fleet, chromium: Any) -> None:
         expect(page.locator('tr[data-workload="svc"]')).to_be_visible()
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 400, f"the client page is {width}px wide on a 390px screen"
+        for action in ("start", "stop", "restart"):  # on the screen, not scrolled out of it
+            box = page.locator(f'tr[data-workload="svc"] button.{action}').bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (
+                action, box,
+            )  # fmt: skip
         shot(page, "client-phone")
         for path, name in (("/deployments", "deployments-phone"), ("/events", "events-phone")):
             page.goto(fleet.url + path)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 400, f"{path} is {width}px wide on a 390px screen"
+            # Nor does a table hide columns to the side (its box would scroll).
+            hidden = page.evaluate(
+                "[...document.querySelectorAll('.scroll')].filter("
+                "e => e.scrollWidth > e.clientWidth + 1).length"
+            )
+            assert hidden == 0, f"{path}: a table is wider than the screen"
             shot(page, name)
     finally:
         ctx.close()
