@@ -15,6 +15,7 @@ after the forks.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from mastercontrol.child import zygote
 from mastercontrol.daemon import keeper
@@ -22,7 +23,7 @@ from mastercontrol.daemon import keeper
 NO_DAEMON = {"-h", "--help", "--version"}  # options that only print: no keeper for them
 
 
-def main() -> int:
+def main() -> NoReturn:
     if NO_DAEMON & set(sys.argv[1:]):
         handle, forks = None, None
     else:
@@ -30,7 +31,8 @@ def main() -> int:
         forks = zygote.start()  # after the keeper: it must not become the subreaper's child
     from mastercontrol.daemon import main as daemon  # after the forks, on purpose (docstring)
 
-    return daemon.main(keeper=handle, zygote=forks, zygote_started=handle is not None)
+    # No interpreter teardown once main has returned (daemon/main.py `leave`).
+    daemon.leave(daemon.main(keeper=handle, zygote=forks, zygote_started=handle is not None))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from mastercontrol import __version__
 from mastercontrol.child import cgroup
@@ -261,5 +262,24 @@ def _release(locks: list[DaemonLock]) -> None:
         lock.release()
 
 
+def leave(code: int) -> NoReturn:
+    """End the daemon process with `code` now, without the interpreter's teardown.
+
+    Called once `main` has returned, so everything an exit must do is done: the loop stopped
+    every child, the state database and the zygote are closed, the locks released, and every
+    log line is written (both handlers write each record at once). What is left is tearing
+    down the ~25 MiB of objects the master holds, one by one: 50-130 ms of CPU after the last
+    child (strace of `down`: nothing but that between the last log line and exit_group), which
+    the operator's `down` waited for. The kernel frees the memory in one go instead. Nothing
+    here registers an atexit hook; multiprocessing's joins no child (there is none left)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a full pipe: nothing more to say there
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
