@@ -188,22 +188,20 @@ prune() {
         [ -f "$b" ] || continue
         [ -d "$dir/releases/${b##*/state.db.}" ] || rm -f "$b"
     done
-    if [ -d "$dir/venvs" ]; then
-        for v in $(ls -1 "$dir/venvs"); do
-            used=""
-            for r in "$dir"/releases/*/; do
-                [ "$(cat "${r}WHEELHOUSE" 2>/dev/null || true)" = "$v" ] && used=yes
-            done
-            [ -n "$used" ] || rm -rf "${dir:?}/venvs/$v"
-        done
-    fi
-    [ -d "$dir/deps" ] || return 0
-    for l in $(ls -1 "$dir/deps"); do
+    prune_unreferenced "$dir/venvs" "$dir/releases" WHEELHOUSE  # venvs no kept release uses
+    prune_unreferenced "$dir/deps" "$dir/venvs" DEPS  # then layers no kept venv uses
+}
+
+# prune_unreferenced PARENT REFERRERS MARKER: remove each entry of PARENT that no directory
+# under REFERRERS names in its MARKER file.
+prune_unreferenced() {
+    [ -d "$1" ] || return 0
+    for entry in $(ls -1 "$1"); do
         used=""
-        for v in "$dir"/venvs/*/; do
-            [ "$(cat "${v}DEPS" 2>/dev/null || true)" = "$l" ] && used=yes
+        for r in "$2"/*/; do
+            [ "$(cat "${r}$3" 2>/dev/null || true)" = "$entry" ] && used=yes
         done
-        [ -n "$used" ] || rm -rf "${dir:?}/deps/$l"
+        [ -n "$used" ] || rm -rf "${1:?}/$entry"
     done
 }
 

@@ -50,7 +50,7 @@ import functools
 import os
 import shutil
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mastercontrol.child.spawn import WORKLOAD_UMASK, ChildSpec, SpawnedChild, spawn, workload_env
@@ -107,14 +107,19 @@ class ExecChild:
         return self._status
 
 
-def spawn_child(spec: ChildSpec, close_fds: Iterable[int] = ()) -> SpawnedChild | ExecChild:
-    """The master's spawner: the fast path where it keeps every guarantee, else fork.
-    `close_fds` is for the fork path only: on the fast path every master fd is close-on-exec."""
+def spawn_child(
+    spec: ChildSpec,
+    close_fds: Iterable[int] = (),
+    fork: Callable[[ChildSpec, Iterable[int]], SpawnedChild | ExecChild] = spawn,
+) -> SpawnedChild | ExecChild:
+    """The master's spawner: the fast path where it keeps every guarantee, else `fork` (the
+    master's own fork, or the zygote's: child/zygote.py). `close_fds` is for the fork path
+    only: on the fast path every master fd is close-on-exec."""
     if fast_path_applies(spec):
         child = spawn_exec(spec)
         if child is not None:
             return child
-    return spawn(spec, tuple(close_fds))
+    return fork(spec, tuple(close_fds))
 
 
 def fast_path_applies(spec: ChildSpec) -> bool:

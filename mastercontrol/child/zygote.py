@@ -55,7 +55,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterable
 
-from mastercontrol.child.execspawn import ExecChild, fast_path_applies, spawn_exec
+from mastercontrol.child.execspawn import ExecChild, spawn_child
 from mastercontrol.child.spawn import (
     _ALL_SIGNALS,
     PR_SET_PDEATHSIG,
@@ -141,11 +141,12 @@ class Zygote:
 
     def spawner(self, spec: ChildSpec, close_fds: Iterable[int] = ()) -> Spawned:
         """The master's spawner: `command:` runs on the posix_spawn fast path where it applies
-        (child/execspawn.py), every other run through the zygote, else forked by the master."""
-        if fast_path_applies(spec):
-            child = spawn_exec(spec)
-            if child is not None:
-                return child
+        (child/execspawn.py `spawn_child`), every other run through the zygote, else forked by
+        the master."""
+        return spawn_child(spec, close_fds, fork=self._fork)
+
+    def _fork(self, spec: ChildSpec, close_fds: Iterable[int]) -> Spawned:
+        """A fork-path run: through the zygote, else forked by the master."""
         if self.sock is None and time.monotonic() >= self._retry_at:
             try:
                 self.fork()
