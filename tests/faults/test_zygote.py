@@ -37,16 +37,30 @@ def _zygotes(daemon: Daemon) -> list[psutil.Process]:
     return [c for c in psutil.Process(daemon.pid).children() if c.name() == ZYGOTE]
 
 
-def _zombies(daemon: Daemon) -> list[int]:
-    master = psutil.Process(daemon.pid)
-    found = []
-    for child in master.children():
+def _zombie_pids(daemon: Daemon) -> set[int]:
+    found = set()
+    for child in psutil.Process(daemon.pid).children():
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
-                found.append(child.pid)
+                found.add(child.pid)
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def _zombies(daemon: Daemon, settle: float = 1.0) -> list[int]:
+    """Children of the master that stay zombies: seen in two looks `settle` seconds apart.
+
+    A child that has just exited is a zombie until the loop's next turn reaps it (a health
+    check every 0.2 s is one at any instant with some luck), so one look is not a finding. A
+    pid cannot be reused while its zombie exists, so the same pid in both looks is the same
+    unreaped child.
+    """
+    first = _zombie_pids(daemon)
+    if not first:
+        return []
+    time.sleep(settle)
+    return sorted(first & _zombie_pids(daemon))
 
 
 def _running_pid(daemon: Daemon, name: str, other_than: int | None = None) -> int:
