@@ -27,11 +27,20 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
 from bench.drivers import MC_BIN, MasterControl  # noqa: E402
 from bench.scenarios import Sizes, churn  # noqa: E402
 
+# The daemon ends with os._exit (daemon/main.py `leave`), which skips `finally`: the stats are
+# written by a wrapped os._exit, in the master only (its forked children call os._exit too).
 PROFILED = (
-    "import cProfile, sys, time\n"
+    "import cProfile, os, sys, time\n"
     "from mastercontrol.daemon.entry import main\n"
     "out = sys.argv.pop(1)\n"
     "p = cProfile.Profile(time.process_time)\n"
+    "master, real_exit = os.getpid(), os._exit\n"
+    "def dump_then_exit(code):\n"
+    "    if os.getpid() == master:\n"
+    "        p.disable()\n"
+    "        p.dump_stats(out)\n"
+    "    real_exit(code)\n"
+    "os._exit = dump_then_exit\n"
     "p.enable()\n"
     "try:\n"
     "    main()\n"
