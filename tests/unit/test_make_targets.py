@@ -1,5 +1,6 @@
-"""The fleet make targets are thin wrappers over the Fabric tasks: they reach `fab`, pass the
-inventory on, and fail with a clear message (never a traceback) when something is missing."""
+"""The fleet make targets are thin wrappers over the Fabric tasks: each reaches its own `fab`
+task with the inventory and FAB_ARGS passed on, and fails with a clear message (never a
+traceback) when something is missing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,3 +53,24 @@ def test_deploy_dry_run_prints_the_plan_of_the_inventory_given(tmp_path: Path) -
     assert res.returncode == 0, res.stderr
     assert "wave 1: pi-a" in res.stdout and "bootstrap.sh install /srv/mc" in res.stdout
     assert not (tmp_path / "state").exists()  # built nothing
+
+
+@pytest.mark.parametrize(
+    ("target", "task"),
+    [
+        (["setup"], "setup"),
+        (["setup-local"], "setup-local"),
+        (["deploy"], "deploy"),
+        (["deploy-client", "CLIENT=pi-a"], "deploy --client=pi-a"),
+        (["deploy-dry-run"], "deploy --dry-run"),
+        (["deploy-sync"], "sync"),
+    ],
+)
+def test_each_fleet_target_runs_its_fab_task_with_the_inventory_and_fab_args(
+    tmp_path: Path, target: list[str], task: str
+) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    res = make("-n", *target, f"INVENTORY={inventory}", "FAB_ARGS=--batch=3", env=_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    fab = [line for line in res.stdout.splitlines() if "/fab " in line]
+    assert fab == [f".venv/bin/fab -r {ROOT} {task} --inventory={inventory} --batch=3"], res.stdout
