@@ -7,7 +7,7 @@
 #   bootstrap.sh rollback INSTALL_DIR [RELEASE_ID]             back to RELEASE_ID or `previous`
 #   bootstrap.sh stop     INSTALL_DIR                          stop the daemon
 #
-# Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,DEPS,RELEASE,bootstrap.sh,.installed}
+# Layout: releases/<id>/{config,app,env,wheelhouse,WHEELHOUSE,DEPS,RELEASE,CODE,bootstrap.sh,.installed}
 # and venv -> ../../venvs/<wheelhouse hash> (shared by releases built from the same wheels;
 # it holds the project's wheel and a .pth to deps/<DEPS hash>-py<X.Y>, the dependency layer
 # shared by releases whose dependency wheels are the same),

@@ -24,7 +24,7 @@ from mastercontrol.daemon.workload import Workload
 from mastercontrol.engine.clock import Clock
 from mastercontrol.engine.states import ProcState, Trigger, next_state
 from mastercontrol.errors import StoreError
-from mastercontrol.release import current_release
+from mastercontrol.release import current_code
 from mastercontrol.store.queries import Store
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,15 @@ _T = TypeVar("_T")
 WARN_INTERVAL = 60.0  # seconds between two warnings about a failing database
 
 
-def config_digest(cfg: WorkloadConfig, release: str | None = None) -> str:
+def config_digest(cfg: WorkloadConfig, code: str | None = None) -> str:
     """A stable digest of everything in the config that changes what runs (not its file's
-    location), and of the release the daemon runs: FATAL is kept across a daemon restart only
-    while both are unchanged, so a deploy or rollback (another release, other code) tries again."""
-    if release is None:
-        release = current_release() or ""
-    return blake2b(repr((cfg.comparable(), release)).encode(), digest_size=16).hexdigest()
+    location), and of the code the daemon runs (mastercontrol/release.py `current_code`): FATAL
+    is kept across a daemon restart only while both are unchanged, so a deploy or rollback that
+    brings other code, or another config of this workload, tries it again; a release that
+    changed only other workloads' files does not."""
+    if code is None:
+        code = current_code() or ""
+    return blake2b(repr((cfg.comparable(), code)).encode(), digest_size=16).hexdigest()
 
 
 class History:

@@ -4,11 +4,11 @@ directory per client (shared files hard-linked), ready for rsync.
 `<state_dir>/releases/<id>/<client>/` holds what lands in `install_dir/releases/<id>/` on that
 client: wheelhouse/ (the project's wheel, its dependencies and pip, so the client installs with
 no package index), config/ (its workload files and daemon.yaml), app/ (workload code), env (its
-inventory `env:` as sh assignments), RELEASE, bootstrap.sh, WHEELHOUSE (the wheelhouse's hash: one
-venv per hash on the client) and DEPS (the hash of the dependency wheels alone: one shared
-dependency layer per hash, so a release that changes only the project's wheel installs just that
-wheel). The wheelhouse is cached under a hash of the sources that go into the wheel
-(`MCTL_WHEELHOUSE_CACHE` moves the cache).
+inventory `env:` as sh assignments), RELEASE, CODE (`code_id`: the code it runs, for the daemon's
+FATAL), bootstrap.sh, WHEELHOUSE (the wheelhouse's hash: one venv per hash on the client) and
+DEPS (the hash of the dependency wheels alone: one shared dependency layer per hash, so a release
+that changes only the project's wheel installs just that wheel). The wheelhouse is cached under
+a hash of the sources that go into the wheel (`MCTL_WHEELHOUSE_CACHE` moves the cache).
 
 Imports only the standard library, pyyaml and config/; never fabric, the daemon or the API.
 """
@@ -30,7 +30,7 @@ from mastercontrol.config.load import DAEMON_FILE, YAML_SUFFIXES
 from mastercontrol.config.model import InventoryClient
 from mastercontrol.deploy.layout import BOOTSTRAP, check_release_id
 from mastercontrol.errors import DeployError
-from mastercontrol.release import RELEASE_ENV
+from mastercontrol.release import CODE_ENV, CODE_FILE, RELEASE_ENV
 
 WHEELHOUSE_CACHE_ENV = "MCTL_WHEELHOUSE_CACHE"
 # What goes into the wheel (setup.cfg's packages and data_files): a change rebuilds it.
@@ -61,10 +61,24 @@ def _files(root: Path) -> Iterable[Path]:
             )
 
 
+def _hash_files(h: hashlib._Hash, root: Path, files: Iterable[Path]) -> None:
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+
+
 def source_hash(root: Path) -> str:
     h = hashlib.sha256()
-    for path in _files(root):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    _hash_files(h, root, _files(root))
+    return h.hexdigest()[:16]
+
+
+def code_id(wheels: Path, app: Path, env: dict[str, str]) -> str:
+    """The code a client's release runs: its wheelhouse (named by its sources' hash), its app/
+    tree and its inventory `env:`. Releases that differ only in workload files share it, so
+    the daemon keeps their FATAL workloads FATAL (mastercontrol/release.py `current_code`)."""
+    h = hashlib.sha256(wheels.name.encode() + b"\0" + env_text(env).encode() + b"\0")
+    files = (p for p in app.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    _hash_files(h, app, sorted(files))
     return h.hexdigest()[:16]
 
 
@@ -179,11 +193,13 @@ def stage(
                             ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
         else:
             (dest / "app").mkdir()
-        # MCTL_RELEASE: the daemon's venv may be shared with other releases (bootstrap.sh), so
-        # the release is named here rather than found beside the venv.
-        env = {**client.env, RELEASE_ENV: release_id}
+        # MCTL_RELEASE, MCTL_CODE: the daemon's venv may be shared with other releases
+        # (bootstrap.sh), so the release and its code are named here, not found beside the venv.
+        code = code_id(wheels, dest / "app", client.env)
+        env = {**client.env, RELEASE_ENV: release_id, CODE_ENV: code}
         (dest / "env").write_text(env_text(env), encoding="utf-8")
         (dest / "RELEASE").write_text(release_id + "\n", encoding="utf-8")
+        (dest / CODE_FILE).write_text(code + "\n", encoding="utf-8")
         (dest / "WHEELHOUSE").write_text(wheels.name + "\n", encoding="utf-8")
         (dest / "DEPS").write_text(deps + "\n", encoding="utf-8")
         shutil.copy2(bootstrap, dest / BOOTSTRAP)

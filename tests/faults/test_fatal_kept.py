@@ -78,3 +78,24 @@ def test_another_release_tries_a_fatal_service_again(daemon: Daemon) -> None:
     daemon.wait_state("crashy", "FATAL")
     assert daemon.stop() == 0
     assert _crashy_runs(daemon) == runs + 3
+
+
+def test_a_release_of_the_same_code_keeps_fatal_and_other_code_tries_again(daemon: Daemon) -> None:
+    """The deployer names each release's code (MCTL_CODE: its wheels, app/ and env). A release
+    that changed only other workloads' files runs the same code: nothing to try again for."""
+    _crashy(daemon)
+    daemon.start(env={"MCTL_RELEASE": "r1", "MCTL_CODE": "c1"})
+    daemon.wait_state("crashy", "FATAL")
+    assert daemon.stop() == 0
+    runs = _crashy_runs(daemon)
+
+    daemon.start(env={"MCTL_RELEASE": "r2", "MCTL_CODE": "c1"})  # a new release, the same code
+    time.sleep(1.0)  # time for a spawn that must not happen
+    assert daemon.status("crashy")["state"] == "FATAL"
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs
+
+    daemon.start(env={"MCTL_RELEASE": "r3", "MCTL_CODE": "c2"})  # other code: a new try
+    daemon.wait_state("crashy", "FATAL")
+    assert daemon.stop() == 0
+    assert _crashy_runs(daemon) == runs + 3

@@ -95,11 +95,30 @@ def test_a_release_carries_the_clients_workloads_own_files_and_quoted_env(
     assert "[own]" in got["web.yaml"] and "true" in got["daemon.yaml"]  # its own files win
     assert sorted(config_of("pi-2")) == ["cam.yaml", "daemon.yaml", "log.yaml", "web.yaml"]
     printed = subprocess.run(
-        ["sh", "-c", 'set -a; . "$1"; printf "%s|%s|%s" "$GREETING" "$PLAIN" "$MCTL_RELEASE"',
-         "sh", str(top / "pi-1" / "env")],
+        ["sh", "-c", 'set -a; . "$1"; printf "%s|%s|%s|%s" "$GREETING" "$PLAIN" "$MCTL_RELEASE" '
+         '"$MCTL_CODE"', "sh", str(top / "pi-1" / "env")],
         capture_output=True, text=True, timeout=30, check=True, env={},
     ).stdout  # fmt: skip
-    assert printed == "it's $HOME; `no`|1|r1"  # read back by sh verbatim: nothing expanded
+    code = (top / "pi-1" / "CODE").read_text().strip()
+    assert printed == f"it's $HOME; `no`|1|r1|{code}"  # read back by sh verbatim: nothing expanded
+    # The code it runs: the same for the same wheels, app/ and env, whatever the workload files.
+    assert code == build.code_id(fake, top / "pi-1" / "app", env)
+    assert (top / "pi-2" / "CODE").read_text().strip() == build.code_id(
+        fake, top / "pi-2" / "app", {}
+    )
+    assert code != build.code_id(fake, top / "pi-2" / "app", {})  # another env: other behaviour
+    (configs / "web.yaml").write_text("name: web\ntype: service\ncommand: [changed]\n")
+    again = build.stage(root, tmp_path / "state", "r2", [one], configs, None)
+    assert (again / "pi-1" / "CODE").read_text().strip() == code  # only workload files changed
+    app = tmp_path / "app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "pkg" / "job.py").write_text("def run(): pass\n")
+    with_app = build.stage(root, tmp_path / "state", "r3", [one], configs, app)
+    with_code = (with_app / "pi-1" / "CODE").read_text().strip()
+    assert with_code != code
+    (app / "pkg" / "job.py").write_text("def run(): return 1\n")
+    newer = build.stage(root, tmp_path / "state", "r4", [one], configs, app)
+    assert (newer / "pi-1" / "CODE").read_text().strip() != with_code  # the workload code moved
     assert (top / "pi-1" / "WHEELHOUSE").read_text() == "0123456789abcdef\n"
     deps = (top / "pi-1" / "DEPS").read_text().strip()
     assert deps == build.deps_hash(fake) and deps == (top / "pi-2" / "DEPS").read_text().strip()
