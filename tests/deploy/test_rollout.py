@@ -117,6 +117,25 @@ def test_a_closed_port_is_pending_and_resume_updates_it_later(fleet: Fleet) -> N
     wait_code(down, "v2")
 
 
+def test_a_host_that_never_answers_is_pending_after_the_connect_timeout(fleet: Fleet) -> None:
+    # A device that takes the TCP connection but never speaks SSH (a hung sshd, a Pi deep in
+    # swap) must not hang the deploy, nor count as failed: pending, like a closed port.
+    setup_fleet(fleet, 2)
+    fleet.service("v2")
+    silent = fleet.clients[1]
+    silent.sshd.stop()
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", silent.sshd.port))
+        listener.listen(8)  # the kernel completes the handshake; nobody ever answers
+        before = silent.current()
+        done = fleet.fab("deploy", "--batch=2")  # (fleet.fab's own timeout: never a hang)
+    assert done.returncode == 3, done.stdout + done.stderr  # incomplete: nothing failed
+    assert "pi-2: pending" in done.stdout, done.stdout
+    assert fleet.clients[0].current() != before and silent.current() == before
+    wait_code(fleet.clients[0], "v2")
+
+
 def test_a_changed_host_key_is_refused_before_any_command_runs(
     fleet: Fleet, keys: dict[str, Path]
 ) -> None:
