@@ -33,6 +33,7 @@ from mastercontrol.api.client_app import query_bool, query_int, workload_name
 from mastercontrol.api.dashboard_app import api_session_allows, install_dashboard, is_dashboard_path
 from mastercontrol.api.dashboard_auth import LoginThrottle, Sessions
 from mastercontrol.api.errors import APIError, install_json_errors
+from mastercontrol.api.intake_link import WorkerCounts
 from mastercontrol.api.peer import peer_addr
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import METRIC_COLUMNS, ClientState, FleetStore
@@ -65,11 +66,13 @@ class Central:
     flush_errors: int = 0
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: Sessions = field(default_factory=Sessions)  # the dashboard's logins
+    # The intake workers' counts (api/intake_owner.py), for /metrics; none without workers.
+    intake_counts: Callable[[], list[WorkerCounts]] = list
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, count: int = 1) -> None:
         with self._lock:
-            self.rejected[reason] += 1
+            self.rejected[reason] += count
 
 
 def bearer(header: str | None) -> str | None:

@@ -6,7 +6,8 @@ checking, decoding and ingesting the heartbeat itself (bench/RESULTS.md, "Centra
 load"). So a heartbeat that is accepted is handled here with the same steps as the route in
 api/central_app.py: the client's token (fleet/roster.py), api/body.py's `decode` (UTF-8 only,
 no NaN/Infinity, at most MAX_DEPTH levels: what the route accepts, no more), the intake's
-`parse_heartbeat`, the coalescer's `ingest`. Anything else
+`parse_heartbeat`, the coalescer's `ingest` (in an intake worker: a hand-over to the central
+process, api/central_intake.py). Anything else
 (a refused token, a wrong content type, a bad or oversized body, another method or path) goes
 to the Bottle app with the body it carried, so every refusal is still written, counted and
 answered in one place: this module never builds an error (a heartbeat shed for load is
@@ -24,21 +25,43 @@ from typing import Any
 from mastercontrol.api.body import decode
 from mastercontrol.api.central_app import HEARTBEAT_MAX_BYTES, HEARTBEAT_PATH, Central, bearer
 from mastercontrol.api.errors import APIError
-from mastercontrol.fleet.intake import HeartbeatInvalid, parse_heartbeat
-from mastercontrol.fleet.roster import Verdict
+from mastercontrol.fleet.intake import Heartbeat, HeartbeatInvalid, parse_heartbeat
+from mastercontrol.fleet.roster import Roster, Verdict
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+# Takes an accepted heartbeat; returns its received_at, or None when it could not be taken
+# (then the request goes on to `app`, which answers it).
+Take = Callable[[Heartbeat], float | None]
+
+
 def with_heartbeat_fast_path(app: WSGIApp, central: Central) -> WSGIApp:
-    """`app`, with accepted heartbeats answered before Bottle sees them."""
+    """`app`, with accepted heartbeats answered before Bottle sees them and ingested here."""
+
+    def take(hb: Heartbeat) -> float:
+        last_seen = central.coalescer.ingest(hb).last_seen
+        assert last_seen is not None  # ingest has just set it
+        return last_seen
+
+    return with_fast_path(app, lambda: central.roster, take)
+
+
+def with_fast_path(app: WSGIApp, roster_of: Callable[[], Roster], take: Take) -> WSGIApp:
+    """`app`, with heartbeats that `roster_of()` accepts handed to `take` and answered 200;
+    the intake workers (api/central_intake.py) hand them to the central process instead."""
 
     def fast(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != HEARTBEAT_PATH or environ.get("REQUEST_METHOD") != "POST":
             return app(environ, start_response)
-        reply = _accept(environ, central)
-        if reply is None:
+        hb = accepted_heartbeat(environ, roster_of())
+        if hb is None:
             return app(environ, start_response)
+        received_at = take(hb)
+        if received_at is None:
+            return app(environ, start_response)
+        answer = {"accepted": True, "client": hb.client_name, "received_at": received_at}
+        reply = json.dumps(answer).encode()
         start_response(
             "200 OK",
             [("Content-Type", "application/json"), ("Content-Length", str(len(reply)))],
@@ -48,11 +71,10 @@ def with_heartbeat_fast_path(app: WSGIApp, central: Central) -> WSGIApp:
     return fast
 
 
-def _accept(environ: dict[str, Any], central: Central) -> bytes | None:
-    """The 200 body for an acceptable heartbeat, or None (then `environ` is as it came, its
+def accepted_heartbeat(environ: dict[str, Any], roster: Roster) -> Heartbeat | None:
+    """The heartbeat of an acceptable request, or None (then `environ` is as it came, its
     body re-readable, for the Bottle route to refuse it)."""
     token = bearer(environ.get("HTTP_AUTHORIZATION"))
-    roster = central.roster
     if not roster.knows_token(token):
         return None
     ctype = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
@@ -72,9 +94,6 @@ def _accept(environ: dict[str, Any], central: Central) -> bytes | None:
     if not isinstance(name, str) or roster.check_heartbeat(name, token) != Verdict.OK:
         return None
     try:
-        hb = parse_heartbeat(body)
+        return parse_heartbeat(body)
     except HeartbeatInvalid:
         return None
-    state = central.coalescer.ingest(hb)
-    answer = {"accepted": True, "client": state.name, "received_at": state.last_seen}
-    return json.dumps(answer).encode()

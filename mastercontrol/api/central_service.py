@@ -4,11 +4,14 @@ Owns the service's life: read `central:` of daemon.yaml and inventory.yaml, open
 fill the coalescer, serve until SIGTERM, and flush the coalesced heartbeats every
 `central.flush_interval_seconds` from one background thread (this is a child of the master, not
 the master: threads are fine here). The inventory is re-imported when its file changes and on
-SIGHUP. Heartbeats past what it can take are shed with 503 + Retry-After (api/overload.py,
-marks from CENTRAL_TUNING: `central_shedder`). On stop the last interval is flushed. Called by
-the child bootstrap as `main(**params)` with the internal-service params (config_dir,
-socket_path, state_dir, log_dir, section_digest); no secret is ever a param. Must not import
-daemon/ or child/.
+SIGHUP. With `central.intake_workers` N > 0 this process does not accept on the public port:
+N worker processes do (api/central_intake.py, started and supervised by api/intake_owner.py)
+and hand it the heartbeats they accept; it serves what they forward on a private unix socket
+(`intake_server`). Heartbeats past what it can take are shed with 503 + Retry-After
+(api/overload.py, marks from CENTRAL_TUNING: `central_shedder`). On stop the last interval is
+flushed. Called by the child bootstrap as `main(**params)` with the internal-service params
+(config_dir, socket_path, state_dir, log_dir, section_digest); no secret is ever a param. Must
+not import daemon/ or child/.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,6 +33,16 @@ import waitress.server
 
 from mastercontrol.api.central_app import Central, create_central_app
 from mastercontrol.api.central_heartbeat import with_heartbeat_fast_path
+from mastercontrol.api.intake_forward import with_intake_peer
+from mastercontrol.api.intake_link import Hello
+from mastercontrol.api.intake_owner import (
+    SOCKET_NAME,
+    IntakeSetupError,
+    IntakeWorkers,
+    bind_private,
+    listen_public,
+    private_dir,
+)
 from mastercontrol.api.overload import Shedder, with_load_shedding
 from mastercontrol.api.server import TUNING, serve
 from mastercontrol.config.load import load_daemon_config, load_inventory
@@ -58,27 +72,29 @@ CENTRAL_TUNING: dict[str, Any] = {
     "trusted_proxy_headers": {"x-forwarded-proto"},
 }
 PRUNE_EVERY = 3600.0
+INTAKE_DIR = "central-intake"  # in the state dir: the private socket of the intake workers
 
 
-def central_shedder(coalescer: Coalescer, settings: CentralSettings) -> Shedder:
+def central_shedder(flush_running_for: Callable[[], float], settings: CentralSettings) -> Shedder:
     """Shed heartbeats (api/overload.py) with half of Waitress's connection limit waiting in its
     task queue (~150 ms of work at ~1.2 ms a heartbeat), with the connections one thread
     count short of the limit (past it Waitress stops accepting and the backlog grows
-    unanswered), or while a flush has run for two intervals (at least one second)."""
+    unanswered), or while a flush has run for two intervals (at least one second): the
+    coalescer's `flush_running_for`, or in an intake worker what the central reports of it."""
     limit = int(CENTRAL_TUNING["connection_limit"])
     shedder = Shedder(
         max_queue=limit // 2,
         max_connections=limit - int(CENTRAL_TUNING["threads"]),
         max_flush_seconds=max(2 * settings.flush_interval_seconds, 1.0),
     )
-    shedder.flush_running_for = coalescer.flush_running_for
+    shedder.flush_running_for = flush_running_for
     return shedder
 
 
 def central_server(central: Central, settings: CentralSettings) -> tuple[Any, Shedder]:
     """The bound Waitress server of the central (`settings.port` 0: a free port), its layers
     outermost first: load shedding, the heartbeat fast path, the Bottle app."""
-    shedder = central_shedder(central.coalescer, settings)
+    shedder = central_shedder(central.coalescer.flush_running_for, settings)
     app = with_heartbeat_fast_path(create_central_app(central), central)
     server = waitress.server.create_server(
         with_load_shedding(app, shedder, central),
@@ -146,7 +162,7 @@ class Flusher(threading.Thread):
         self.inventory = inventory
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
-        self._inventory_stamp = _stamp(inventory)
+        self._inventory_stamp = file_stamp(inventory)
         self._next_prune = 0.0
 
     def run(self) -> None:
@@ -154,7 +170,7 @@ class Flusher(threading.Thread):
             self.tick()
 
     def tick(self) -> None:
-        stamp = _stamp(self.inventory)
+        stamp = file_stamp(self.inventory)
         if self.reload_requested.is_set() or stamp != self._inventory_stamp:
             self.reload_requested.clear()
             self._inventory_stamp = stamp
@@ -185,7 +201,7 @@ class Flusher(threading.Thread):
         log.info("inventory loaded: %d clients", len(entries))
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
     except OSError:
@@ -240,21 +256,35 @@ def main(
         operator_token=token,
         client_timeout=settings.client_timeout_seconds,
     )
-    server, _ = central_server(central, settings)
     flusher = Flusher(central, settings, inventory)
+    workers: IntakeWorkers | None = None
+    if settings.intake_workers:
+        try:
+            server, workers = intake_server(central, settings, Path(state_dir), inventory)
+        except (IntakeSetupError, OSError) as exc:
+            log.error("central API with intake workers: %s", exc)
+            sys.exit(EX_CONFIG if isinstance(exc, IntakeSetupError) else 1)
+    else:
+        server, _ = central_server(central, settings)
 
     def _hup(signum: int, _frame: FrameType | None) -> None:
         flusher.reload_requested.set()
+        if workers is not None:
+            workers.reload_requested.set()
 
     signal.signal(signal.SIGHUP, _hup)
     flusher.start()
+    if workers is not None:
+        workers.start()
     log.info(
-        "central API on http://%s:%s (pid %d, %d inventory clients)",
-        settings.host, settings.port, os.getpid(), len(entries),
+        "central API on http://%s:%s (pid %d, %d inventory clients, %d intake workers)",
+        settings.host, settings.port, os.getpid(), len(entries), settings.intake_workers,
     )  # fmt: skip
     try:
         serve(server)
     finally:
+        if workers is not None:
+            workers.stop()  # first: what they handed over goes into the last flush
         flusher.stopping.set()
         flusher.join(timeout=settings.flush_interval_seconds + 5)
         try:
@@ -262,3 +292,31 @@ def main(
         except MasterControlError as exc:
             log.error("last flush failed: %s", exc)
         store.close()
+
+
+def intake_server(
+    central: Central, settings: CentralSettings, state_dir: Path, inventory: Path
+) -> tuple[Any, IntakeWorkers]:
+    """With intake workers: this process's Waitress server on its private unix socket (the
+    workers forward there; it does not accept on the public port), and the workers, not yet
+    started, sharing the public socket made here (api/intake_owner.py)."""
+    secret = secrets.token_urlsafe(32)
+    dir_path = state_dir / INTAKE_DIR
+    dir_fd = private_dir(dir_path)
+    backlog = int(CENTRAL_TUNING["backlog"])
+    private = bind_private(dir_fd, backlog)
+    public = listen_public(settings.host, settings.port, backlog)
+    app = with_intake_peer(with_heartbeat_fast_path(create_central_app(central), central), secret)
+    server = waitress.server.create_server(app, sockets=[private], **CENTRAL_TUNING)
+
+    def hello(index: int) -> Hello:
+        return Hello(
+            index=index, secret=secret, settings=settings, operator_token=central.operator_token,
+            inventory=str(inventory), socket_dir=str(dir_path), socket_name=SOCKET_NAME,
+        )  # fmt: skip
+
+    workers = IntakeWorkers(
+        settings.intake_workers, public, central, hello, central.coalescer.flush_running_for
+    )
+    central.intake_counts = workers.counts
+    return server, workers

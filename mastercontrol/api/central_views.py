@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mastercontrol.api.errors import APIError
+from mastercontrol.api.intake_link import WorkerCounts
 from mastercontrol.api.metrics import CONTENT_TYPE, Exposition
 from mastercontrol.fleet.coalescer import Coalescer
 from mastercontrol.fleet.fleetstore import ClientState
@@ -272,4 +273,24 @@ def exposition(central: Central, states: list[ClientState]) -> str:
         "mastercontrol_central_db_bytes", "gauge", "Size of the fleet DB and its WAL.",
         [({}, float(central.store.size_bytes()))],
     )  # fmt: skip
+    workers = central.intake_counts()
+    if workers:
+        _intake_families(out, workers)
     return out.text()
+
+
+def _intake_families(out: Exposition, workers: list[WorkerCounts]) -> None:
+    """The intake workers (central.intake_workers > 0), one series per worker slot."""
+    families: tuple[tuple[str, str, str, str], ...] = (
+        ("up", "gauge", "Whether the intake worker is running.", "alive"),
+        ("heartbeats_total", "counter", "Heartbeats the intake worker accepted and handed over.",
+         "heartbeats"),
+        ("shed_total", "counter", "Heartbeats the intake worker shed for load (503).", "shed"),
+        ("restarts_total", "counter", "Times the intake worker was restarted after dying.",
+         "restarts"),
+    )  # fmt: skip
+    for name, kind, help_text, attr in families:
+        out.family(
+            f"mastercontrol_central_intake_{name}", kind, help_text,
+            [({"worker": str(w.worker)}, float(getattr(w, attr))) for w in workers],
+        )  # fmt: skip

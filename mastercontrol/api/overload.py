@@ -30,9 +30,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from mastercontrol.api.central_app import HEARTBEAT_PATH, Central
+from mastercontrol.api.central_app import HEARTBEAT_PATH
 from mastercontrol.api.errors import error_json
 
 MIN_RETRY_AFTER = 2  # seconds
@@ -40,6 +40,13 @@ MAX_RETRY_AFTER = 60
 WINDOW = 2.0  # seconds of shed/accepted counts behind each Retry-After
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Rejects(Protocol):
+    """What counts a shed heartbeat: the `Central` (api/central_app.py) or an intake worker's
+    counters (api/central_intake.py)."""
+
+    def reject(self, reason: str) -> None: ...
 
 
 def _zero() -> float:
@@ -124,7 +131,7 @@ def overloaded_body(retry_after: int) -> bytes:
     return error_json("overloaded", message, retry_after=retry_after).encode()
 
 
-def with_load_shedding(app: WSGIApp, shedder: Shedder, central: Central) -> WSGIApp:
+def with_load_shedding(app: WSGIApp, shedder: Shedder, central: Rejects) -> WSGIApp:
     """`app`, with heartbeats answered 503 + Retry-After while `shedder` says so."""
 
     def shed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

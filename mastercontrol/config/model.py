@@ -175,6 +175,7 @@ class CentralSettings:
     history_full_resolution_hours: float = 24.0
     history_retention_days: float = 7.0
     client_timeout_seconds: float = 10.0
+    intake_workers: int = 0
 
 
 @dataclass(frozen=True)

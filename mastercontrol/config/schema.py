@@ -251,6 +251,15 @@ FLEET: tuple[Setting, ...] = _bound(model.FleetSettings, (
             doc_default="http://API_HOST:API_PORT (the hostname for a wildcard api_host)"),
 ))  # fmt: skip
 
+MAX_INTAKE_WORKERS = 32
+
+
+def intake_workers(value: int) -> int:
+    if not 0 <= value <= MAX_INTAKE_WORKERS:
+        raise ValueError(f"must be between 0 and {MAX_INTAKE_WORKERS}, got {value}")
+    return value
+
+
 CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
     Setting("enabled", BOOLEAN, MODEL, None,
             "This device is the control host: run the central API."),
@@ -282,6 +291,11 @@ CENTRAL: tuple[Setting, ...] = _bound(model.CentralSettings, (
             "History older than this is deleted."),
     Setting("client_timeout_seconds", NUMBER, MODEL, positive_number,
             "How long a remote call to a client's API may take before it is a 504."),
+    Setting("intake_workers", INTEGER, MODEL, intake_workers,
+            "Processes that accept heartbeats on central.port and hand them to the one "
+            "central process (one Python process uses at most one core). 0: that one process "
+            "serves everything. About the number of cores minus one on a control host with "
+            "4 or more cores (docs/operations.md, sizing)."),
 ))  # fmt: skip
 
 DAEMON_FILE: tuple[Setting, ...] = (

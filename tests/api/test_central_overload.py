@@ -115,7 +115,7 @@ def test_a_real_waitress_at_its_connection_mark_sheds_then_takes_heartbeats_agai
 ) -> None:
     """The service's own shedder and tuning: idle connections up to the mark, then a real
     heartbeat over HTTP is a 503; once they are closed, it is accepted."""
-    s = central_shedder(rig.central.coalescer, CentralSettings())
+    s = central_shedder(rig.central.coalescer.flush_running_for, CentralSettings())
     server = waitress.server.create_server(
         with_load_shedding(rig.app, s, rig.central),
         host="127.0.0.1", port=0, **CENTRAL_TUNING,
@@ -170,7 +170,7 @@ def test_a_flush_blocked_on_the_fleet_db_counts_as_behind_until_it_ends(rig: Rig
         while coalescer.flush_running_for() == 0.0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert coalescer.flush_running_for() > 0.0  # running, held up by the lock
-        s = central_shedder(coalescer, CentralSettings(flush_interval_seconds=0.0001))
+        s = central_shedder(coalescer.flush_running_for, CentralSettings(flush_interval_seconds=0.0001))
         s.max_flush_seconds = 0.0
         assert s.overloaded() == "flush"
     finally:
