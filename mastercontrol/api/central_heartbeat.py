@@ -25,6 +25,7 @@ from typing import Any
 from mastercontrol.api.body import decode
 from mastercontrol.api.central_app import HEARTBEAT_MAX_BYTES, HEARTBEAT_PATH, Central, bearer
 from mastercontrol.api.errors import APIError
+from mastercontrol.api.overload import overloaded
 from mastercontrol.fleet.intake import Heartbeat, HeartbeatInvalid, parse_heartbeat
 from mastercontrol.fleet.roster import Roster, Verdict
 
@@ -32,8 +33,17 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 # Takes an accepted heartbeat; returns its received_at, or None when it could not be taken
-# (then the request goes on to `app`, which answers it).
+# (then the request goes on to `app`, which answers it); raises Busy when it cannot be taken
+# now (answered 503 + Retry-After, as a shed heartbeat).
 Take = Callable[[Heartbeat], float | None]
+
+
+class Busy(Exception):
+    """The heartbeat is acceptable, but whoever takes it cannot now: ask again later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"busy: retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 def with_heartbeat_fast_path(app: WSGIApp, central: Central) -> WSGIApp:
@@ -57,7 +67,10 @@ def with_fast_path(app: WSGIApp, roster_of: Callable[[], Roster], take: Take) ->
         hb = accepted_heartbeat(environ, roster_of())
         if hb is None:
             return app(environ, start_response)
-        received_at = take(hb)
+        try:
+            received_at = take(hb)
+        except Busy as busy:
+            return overloaded(start_response, busy.retry_after)
         if received_at is None:
             return app(environ, start_response)
         answer = {"accepted": True, "client": hb.client_name, "received_at": received_at}

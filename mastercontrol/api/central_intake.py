@@ -14,8 +14,9 @@ Waitress with the central's tuning on the inherited socket, three layers outermo
   inventory with the same code (`load_roster`) and rebuilt when the file changes or the
   central forwards SIGHUP: an accepted heartbeat is sent to the central over the link (the
   parsed record) and answered 200 here with the central's body. If the central stops reading,
-  the link fills and the send blocks: the worker's threads stop answering, its queue grows and
-  its shedder sheds (503 + Retry-After), so the pressure reaches the senders;
+  the link fills and a send waits, at most LINK_TIMEOUT: then that heartbeat is answered 503 +
+  Retry-After; meanwhile the worker's queue grows and its shedder sheds the others, so the
+  pressure reaches the senders;
 - everything else (a refused heartbeat with its body, the operator API, the dashboard, login,
   static files, remote control) forwarded as HTTP to the central's unix socket with the
   caller's address (api/intake_forward.py), so the central answers it exactly as without
@@ -45,7 +46,7 @@ from typing import Any
 
 import waitress.server
 
-from mastercontrol.api.central_heartbeat import with_fast_path
+from mastercontrol.api.central_heartbeat import Busy, with_fast_path
 from mastercontrol.api.central_service import (
     CENTRAL_TUNING,
     central_shedder,
@@ -53,7 +54,7 @@ from mastercontrol.api.central_service import (
     load_roster,
 )
 from mastercontrol.api.intake_forward import FORWARD_MARGIN, Forward, open_dir
-from mastercontrol.api.intake_link import Hello, encode, messages, send
+from mastercontrol.api.intake_link import LINK_TIMEOUT, Hello, encode, messages, send
 from mastercontrol.api.overload import with_load_shedding
 from mastercontrol.api.server import serve
 from mastercontrol.fleet.intake import Heartbeat
@@ -64,6 +65,7 @@ log = logging.getLogger("mastercontrol.central.intake")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REPORT_EVERY = 1.0  # seconds between reports of the counts, and inventory checks
 EX_ORPHAN = 3  # the central was gone before this worker could start
+BUSY_RETRY_AFTER = 5  # seconds: a heartbeat the central did not take within LINK_TIMEOUT
 
 
 def die_with_parent() -> None:
@@ -86,13 +88,17 @@ class Link:
         self._flush = (0.0, 0.0)  # (seconds the central's flush had run, monotonic of the note)
 
     def take(self, hb: Heartbeat) -> float | None:
-        """Hand `hb` to the central (blocks while the link is full); its received_at, or None
-        when it cannot go this way (then the request is forwarded over HTTP instead)."""
+        """Hand `hb` to the central; its received_at, or None when it cannot go this way (then
+        the request is forwarded over HTTP instead). A full link is waited on for at most
+        LINK_TIMEOUT (the socket's timeout), then the heartbeat is Busy: shed."""
         data = encode(("heartbeat", hb))
         if data is None:
             return None
         try:
             send(self.sock, data)  # one datagram: threads need no lock to share the socket
+        except TimeoutError:
+            self.reject("overloaded")
+            raise Busy(BUSY_RETRY_AFTER) from None
         except OSError:
             return None
         return time.time()
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.getppid() != args.central_pid:
         return EX_ORPHAN  # the central died before PR_SET_PDEATHSIG was set
     link_sock = socket.socket(fileno=args.link_fd)
+    link_sock.settimeout(LINK_TIMEOUT)
     incoming = messages(link_sock)
     first = next(incoming, None)
     if first is None or first[0] != "hello" or not isinstance(first[1], Hello):

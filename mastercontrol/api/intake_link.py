@@ -17,8 +17,9 @@ reach it), so nothing unpickled was written by anyone but this code. A message i
 MAX_MESSAGE bytes, under the kernel's default socket send buffer (a datagram must fit in it
 whole): a heartbeat whose pickle is larger is not sent here (the worker forwards that request
 to the central over HTTP instead). A full buffer blocks the sender, which is the backpressure:
-a worker whose central stops reading stops answering heartbeats, its queue grows and its
-shedder sheds. Imports only the standard library and fleet/intake.py's types; never bottle,
+a worker whose central stops reading waits at most LINK_TIMEOUT per heartbeat, then answers it
+503 + Retry-After (api/central_intake.py), and while its threads wait its queue grows and its
+shedder sheds the rest. Imports only the standard library and fleet/intake.py's types; never bottle,
 daemon/ or child/.
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 from mastercontrol.config.model import CentralSettings
 
 MAX_MESSAGE = 128 * 1024  # under net.core.wmem_default (212992): a datagram must fit whole
+LINK_TIMEOUT = 1.0  # seconds a worker's heartbeat may wait for room on a full link
 
 
 @dataclass(frozen=True)
@@ -73,20 +75,26 @@ def encode(message: tuple[Any, ...]) -> bytes | None:
 def send(sock: socket.socket, data: bytes, *, block: bool = True) -> bool:
     """Send one message; False when `block` is off and the link is full (nothing sent then:
     a datagram goes whole or not at all). OSError when the other end is gone."""
+    if block:
+        sock.send(data)  # a socket with a timeout raises TimeoutError past it
+        return True
     try:
-        sock.send(data, 0 if block else socket.MSG_DONTWAIT)
-    except BlockingIOError:
+        sock.send(data, socket.MSG_DONTWAIT)
+    except (BlockingIOError, TimeoutError):  # (a socket with a timeout polls for room first)
         return False
     return True
 
 
 def messages(sock: socket.socket) -> Iterator[tuple[Any, ...]]:
-    """Every message from the other end until it closes (or the link breaks)."""
+    """Every message from the other end until it closes (or the link breaks). A socket with a
+    timeout (the worker's end) just waits again when nothing came in time."""
     buffer = bytearray(MAX_MESSAGE)
     view = memoryview(buffer)
     while True:
         try:
             size = sock.recv_into(buffer)
+        except TimeoutError:
+            continue
         except OSError:
             return
         if size == 0:

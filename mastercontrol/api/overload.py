@@ -141,15 +141,20 @@ def with_load_shedding(app: WSGIApp, shedder: Shedder, central: Rejects) -> WSGI
         if retry_after is None:
             return app(environ, start_response)
         central.reject("overloaded")
-        body = overloaded_body(retry_after)
-        start_response(
-            "503 Service Unavailable",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Retry-After", str(retry_after)),
-            ],
-        )
-        return [body]
+        return overloaded(start_response, retry_after)
 
     return shed
+
+
+def overloaded(start_response: Callable[..., Any], retry_after: int) -> list[bytes]:
+    """Answer 503 `overloaded` with this Retry-After."""
+    body = overloaded_body(retry_after)
+    start_response(
+        "503 Service Unavailable",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", str(retry_after)),
+        ],
+    )
+    return [body]
