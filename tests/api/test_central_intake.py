@@ -91,6 +91,15 @@ def workers_of(c: CentralProcess) -> list[psutil.Process]:
     return found
 
 
+def serving(c: CentralProcess) -> bool:
+    """Both workers have their Waitress threads (8) and the link's (2) up: past start-up."""
+    try:
+        workers = workers_of(c)
+        return len(workers) == 2 and all(p.num_threads() >= 11 for p in workers)
+    except psutil.Error:
+        return False
+
+
 def metric(c: CentralProcess, line: str) -> float:
     text = operator(c.port, "GET", "/metrics").body.decode()
     found = re.search(rf"^{re.escape(line)} (\S+)$", text, re.M)
@@ -112,7 +121,7 @@ def make_central(root: Path, api_url: str | None = None, **settings: Any) -> Cen
 def central(tmp_path: Path, client_api: str) -> Iterator[CentralProcess]:
     c = make_central(tmp_path, client_api)
     c.start()
-    wait_for("two intake workers", lambda: len(workers_of(c)) == 2)
+    wait_for("two intake workers serving", lambda: serving(c))
     yield c
     if c.proc is not None:
         c.stop()
@@ -224,7 +233,7 @@ def test_a_killed_worker_is_restarted_and_heartbeats_go_on(central: CentralProce
     victim = workers_of(central)[0]
     victim.send_signal(signal.SIGKILL)
     wait_for("the worker restarted", lambda: victim.pid not in [p.pid for p in workers_of(central)]
-             and len(workers_of(central)) == 2)  # fmt: skip
+             and serving(central))  # fmt: skip
     restarts = [metric(central, f'mastercontrol_central_intake_restarts_total{{worker="{w}"}}')
                 for w in (0, 1)]  # fmt: skip
     assert sorted(restarts) == [0, 1]
@@ -240,7 +249,7 @@ def test_a_killed_central_leaves_no_worker(tmp_path: Path) -> None:
     c = make_central(tmp_path)
     c.start()
     try:
-        wait_for("two intake workers", lambda: len(workers_of(c)) == 2)
+        wait_for("two intake workers serving", lambda: serving(c))
         pids = [p.pid for p in workers_of(c)]
         assert c.proc is not None
         c.proc.send_signal(signal.SIGKILL)  # the central only: not its process group
