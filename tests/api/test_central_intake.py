@@ -25,7 +25,10 @@ import pytest
 
 from mastercontrol.api.intake_forward import PEER, SCHEME, SECRET, open_dir, socket_path
 from mastercontrol.api.intake_owner import SOCKET_NAME
+from mastercontrol.config.internal import CENTRAL_API
+from tests.api.service import free_port
 from tests.api.test_central_app import FakeClientAPI, client_api
+from tests.integration.harness import Daemon
 from tests.integration.test_central_service import OPERATOR, CentralProcess, wait_for
 
 __all__ = ["client_api"]  # the fixture, imported to be used here
@@ -314,3 +317,50 @@ def test_a_stalled_central_makes_its_workers_shed_not_hang(central: CentralProce
             metric(central, "mastercontrol_central_heartbeats_total") == statuses.count(200) + 2
         ),
     )
+
+
+def test_a_real_daemon_heartbeats_through_the_workers_and_survives_a_killed_central(
+    daemon: Daemon,
+) -> None:
+    """`make run`'s shape: one mastercontrold that is both the control host (with two intake
+    workers) and a device whose real heartbeat sender reports to it."""
+    port, api_port = free_port(), free_port()
+    daemon.write("daemon.yaml", json.dumps({
+        "fleet": {"enabled": True, "client_name": "pi-01", "api_port": api_port,
+                  "central_api_url": f"http://127.0.0.1:{port}", "api_token": token(1),
+                  "heartbeat_interval_seconds": 0.5},
+        "central": {"enabled": True, "host": "127.0.0.1", "port": port, "api_token": OPERATOR,
+                    "intake_workers": 2, "flush_interval_seconds": 0.5},
+    }))  # fmt: skip
+    daemon.write(
+        "inventory.yaml",
+        json.dumps({"clients": [{"name": "pi-01", "host": "127.0.0.1", "api_token": token(1)}]}),
+    )
+    daemon.start()
+
+    def last_seen() -> float:
+        try:
+            reply = operator(port, "GET", "/api/v1/clients/pi-01")
+        except OSError:
+            return 0.0
+        return float(reply.json().get("last_seen") or 0) if reply.status == 200 else 0.0
+
+    wait_for("the device's heartbeats through the workers", lambda: last_seen() > 0)
+    service = daemon.wait_state(CENTRAL_API, "RUNNING")
+    central = psutil.Process(service["pid"])
+    workers = [p for p in central.children() if "central_intake" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    central.kill()  # SIGKILL of the central process alone
+
+    def gone(p: psutil.Process) -> bool:
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for("no worker left", lambda: all(gone(p) for p in workers))
+    # The master restarts the service; its new workers take the port; heartbeats land again.
+    wait_for("a new central", lambda: (daemon.status(CENTRAL_API).get("pid") or central.pid)
+             != central.pid)  # fmt: skip
+    before = time.time()
+    wait_for("heartbeats after the restart", lambda: last_seen() >= before, timeout=60)

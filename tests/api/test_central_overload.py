@@ -170,7 +170,9 @@ def test_a_flush_blocked_on_the_fleet_db_counts_as_behind_until_it_ends(rig: Rig
         while coalescer.flush_running_for() == 0.0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert coalescer.flush_running_for() > 0.0  # running, held up by the lock
-        s = central_shedder(coalescer.flush_running_for, CentralSettings(flush_interval_seconds=0.0001))
+        s = central_shedder(
+            coalescer.flush_running_for, CentralSettings(flush_interval_seconds=0.0001)
+        )
         s.max_flush_seconds = 0.0
         assert s.overloaded() == "flush"
     finally:
