@@ -12,9 +12,13 @@ a client whose heartbeat failed (refused, reset, timed out, non-200) tries again
 heartbeat sender would, one interval later (a 503's Retry-After sooner). Reported: how long
 until every client was accepted, the failed tries, and `lost`: clients the restarted central's
 memory never recorded (GET /api/v1/clients, last_seen after the restart) when the storm phase
-ended. Then the steady rate again. Bounded in count and time; 127.0.0.1 only.
+ended. Then the steady rate again. With `--intake-workers N` (several: each in turn) the
+central runs with `central.intake_workers: N`; its CPU and RSS are then the central process's
+plus all its workers' (`owner CPU %` is the central process's alone), and `ms CPU/hb` is the
+whole central's CPU per accepted heartbeat. Bounded in count and time; 127.0.0.1 only.
 
     .venv/bin/python bench/central_load.py --clients 1000 10000 50000 --seconds 60
+    .venv/bin/python bench/central_load.py --clients 20000 --intake-workers 0 1 2 --steady-only
 
 Appends nothing by itself: paste the printed Markdown table into bench/RESULTS.md.
 """
@@ -139,9 +143,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Central:
-    def __init__(self, root: Path, n: int, threads: int | None = None) -> None:
+    def __init__(self, root: Path, n: int, threads: int | None = None, workers: int = 0) -> None:
         self.root = root
         self.threads = threads  # None: the service's own CENTRAL_TUNING
+        self.workers = workers  # central.intake_workers
         self.config = root / "config"
         self.state = root / "state"
         self.config.mkdir(parents=True)
@@ -150,7 +155,7 @@ class Central:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         settings = {"central": {"enabled": True, "host": "127.0.0.1", "port": self.port,
-                                "api_token": OPERATOR}}  # fmt: skip
+                                "api_token": OPERATOR, "intake_workers": workers}}  # fmt: skip
         (self.config / "daemon.yaml").write_text(json.dumps(settings))
         clients = [{"name": name_of(i), "host": "127.0.0.1", "api_token": token_of(i)}
                    for i in range(n)]  # fmt: skip
@@ -173,17 +178,40 @@ class Central:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"central exited; see {self.root / 'central.log'}")
+            # An HTTP answer, not a connect: with intake workers the central process listens
+            # at once, and its workers start serving a moment later.
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return time.monotonic() - started
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{self.port}/api/v1/fleet",
+                    headers={"Authorization": f"Bearer {OPERATOR}"},
+                )
+                with urllib.request.urlopen(req, timeout=5) as reply:
+                    if reply.status == 200 and self.serving():
+                        return time.monotonic() - started
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise SystemExit("central did not start within 300 s")
 
-    def kill(self) -> None:
+    def serving(self) -> bool:
+        """Every intake worker is past its start-up (its 8 Waitress threads are up)."""
+        workers = self.tree()[1:]
+        return len(workers) == self.workers and all(p.num_threads() >= 8 for p in workers)
+
+    def tree(self) -> list[psutil.Process]:
+        """The central process, then its intake workers."""
         assert self.proc is not None
+        central = psutil.Process(self.proc.pid)
+        return [central, *central.children()]
+
+    def kill(self) -> None:
+        """SIGKILL the central process; its workers follow it (PR_SET_PDEATHSIG): wait for
+        them too, or the restarted central finds the port still taken."""
+        assert self.proc is not None
+        workers = self.tree()[1:]
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
+        psutil.wait_procs(workers, timeout=30)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -238,23 +266,40 @@ def row(n: int, phase: str, stats: dict[str, Any], wall: float, **more: Any) -> 
     }  # fmt: skip
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> list[float]:
+    """user + system CPU seconds of each process (0 for one that is gone)."""
+    out = []
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out.append(t.user + t.system)
+        except psutil.Error:
+            out.append(0.0)
+    return out
+
+
+def tree_rss(central: Central) -> float:
+    return sum(p.memory_info().rss for p in central.tree()) / 2**20
+
+
 def measure(
-    n: int, seconds: float, threads: int | None = None, storm: bool = True
+    n: int, seconds: float, threads: int | None = None, storm: bool = True, workers: int = 0
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix=f"central-load-{n}-"))
-    central = Central(root, n, threads)
+    central = Central(root, n, threads, workers)
     try:
         startup = central.start()
         assert central.proc is not None
-        proc = psutil.Process(central.proc.pid)
+        tree = central.tree()  # the central process and its workers: all of the central
         load0 = os.getloadavg()[0]
-        cpu0, t0 = proc.cpu_times(), time.monotonic()
+        cpu0, t0 = cpu_seconds(tree), time.monotonic()
         stats = run_generators("steady", central.port, n, seconds)
         wall = time.monotonic() - t0
-        cpu1 = proc.cpu_times()
-        cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall * 100
-        rss = proc.memory_info().rss / 2**20
+        cpu1 = cpu_seconds(tree)
+        used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        cpu = sum(used) / wall * 100
+        rss = sum(p.memory_info().rss for p in tree) / 2**20
         time.sleep(6)  # one flush interval: the DB holds the run
         # Client rows are updated in place; what grows is the history: one sample per client
         # per history_sample_seconds (300 s by default) until downsampling (after 24 h).
@@ -262,7 +307,10 @@ def measure(
         growth = n * (3600 / 300) * per_sample / 2**20
         rows.append(row(
             n, "steady", stats, wall, **{
-                "offered/s": n / INTERVAL, "CPU %": cpu, "RSS MiB": rss, "DB MiB/h": growth,
+                "workers": workers, "offered/s": n / INTERVAL, "CPU %": cpu,
+                "owner CPU %": used[0] / wall * 100,
+                "ms CPU/hb": sum(used) / stats["ok"] * 1000 if stats["ok"] else float("nan"),
+                "RSS MiB": rss, "DB MiB/h": growth,
                 "start s": startup, "DB MiB": central.db_bytes() / 2**20,
                 "B/sample": per_sample, "load": max(load0, os.getloadavg()[0]),
             },
@@ -274,14 +322,13 @@ def measure(
         central.kill()
         restart = central.start()
         restarted_at = time.time()
-        proc = psutil.Process(central.proc.pid)
         t0 = time.monotonic()
         burst = run_generators("storm", central.port, n, 0)
         burst_wall = time.monotonic() - t0
         lost = n - recorded_since(central.port, restarted_at)
         rows.append(row(
             n, "storm", burst, burst_wall, **{
-                "RSS MiB": proc.memory_info().rss / 2**20, "start s": restart,
+                "workers": workers, "RSS MiB": tree_rss(central), "start s": restart,
                 "all in s": burst_wall, "retried": burst["retried"], "lost": lost,
                 "no 200": n - burst["accepted"],
                 "load": os.getloadavg()[0],
@@ -291,7 +338,7 @@ def measure(
         after = run_generators("steady", central.port, n, after_wall)
         rows.append(row(
             n, "after storm", after, after_wall, **{
-                "offered/s": n / INTERVAL, "RSS MiB": proc.memory_info().rss / 2**20,
+                "workers": workers, "offered/s": n / INTERVAL, "RSS MiB": tree_rss(central),
                 "load": os.getloadavg()[0],
             },
         ))  # fmt: skip
@@ -305,13 +352,13 @@ def measure(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = ["N", "phase", "offered/s", "ok/s", "errors", "retried", "lost", "no 200", "p50 ms",
-            "p99 ms", "CPU %", "gen CPU %", "RSS MiB", "DB MiB", "B/sample", "DB MiB/h", "start s",
-            "all in s", "load"]  # fmt: skip
+    cols = ["N", "workers", "phase", "offered/s", "ok/s", "errors", "retried", "lost", "no 200",
+            "p50 ms", "p99 ms", "CPU %", "owner CPU %", "ms CPU/hb", "gen CPU %", "RSS MiB",
+            "DB MiB", "B/sample", "DB MiB/h", "start s", "all in s", "load"]  # fmt: skip
 
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return "" if v != v else f"{v:,.1f}"
+            return "" if v != v else (f"{v:.2f}" if abs(v) < 10 else f"{v:,.1f}")
         return "" if v is None else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
@@ -330,17 +377,24 @@ def main() -> None:
         help="Waitress threads of the central (default: the service's own)",
     )
     parser.add_argument("--steady-only", action="store_true", help="no storm phases")
+    parser.add_argument(
+        "--intake-workers", type=int, nargs="+", default=[0], metavar="N",
+        help="central.intake_workers, each measured in turn (default: 0, one process)",
+    )  # fmt: skip
     args = parser.parse_args()
-    if max(args.clients) > 100_000 or args.seconds > 600:
-        raise SystemExit("bounded: at most 100,000 clients and 600 s per phase")
+    if max(args.clients) > 100_000 or args.seconds > 600 or max(args.intake_workers) > 32:
+        raise SystemExit("bounded: at most 100,000 clients, 600 s per phase and 32 workers")
     rows: list[dict[str, Any]] = []
     for n in args.clients:
-        got = measure(n, args.seconds, args.threads, storm=not args.steady_only)
-        rows += got
-        print(table(got), flush=True)
+        for workers in args.intake_workers:
+            got = measure(n, args.seconds, args.threads, not args.steady_only, workers)
+            rows += got
+            print(table(got), flush=True)
     print()
     extra = (f" --threads {args.threads}" if args.threads else "") + (
-        " --steady-only" if args.steady_only else "")  # fmt: skip
+        " --steady-only" if args.steady_only else "") + (
+        " --intake-workers " + " ".join(map(str, args.intake_workers))
+        if args.intake_workers != [0] else "")  # fmt: skip
     print(f"Command: `.venv/bin/python bench/central_load.py --clients "
           f"{' '.join(map(str, args.clients))} --seconds {args.seconds:g}{extra}`")  # fmt: skip
     print(f"Date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; nproc "
