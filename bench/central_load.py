@@ -316,6 +316,8 @@ def measure(
             },
         ))  # fmt: skip
         if not storm:
+            if stats["by_kind"]:
+                print(f"N={n} steady: errors by kind {dict(stats['by_kind'])}", flush=True)
             return rows
         # Reconnect storm: the central dies, comes back, and every client beats at once; a
         # refused or failed one is retried as the sender would (one interval later).

@@ -73,6 +73,7 @@ CENTRAL_TUNING: dict[str, Any] = {
 }
 PRUNE_EVERY = 3600.0
 INTAKE_DIR = "central-intake"  # in the state dir: the private socket of the intake workers
+SWITCH_INTERVAL = 0.0005  # seconds: the GIL's switch interval with intake workers (see below)
 
 
 def central_shedder(flush_running_for: Callable[[], float], settings: CentralSettings) -> Shedder:
@@ -300,6 +301,11 @@ def intake_server(
     """With intake workers: this process's Waitress server on its private unix socket (the
     workers forward there; it does not accept on the public port), and the workers, not yet
     started, sharing the public socket made here (api/intake_owner.py)."""
+    # The receiver threads wait for the GIL after every message while another thread (the
+    # flush, a dashboard page) holds it: at the default 5 ms switch interval that is at most
+    # ~200 heartbeats/s per worker during a flush, so the links filled and the workers shed
+    # (bench/RESULTS.md, "Several intake processes"). 0.5 ms lets them keep up.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     secret = secrets.token_urlsafe(32)
     dir_path = state_dir / INTAKE_DIR
     dir_fd = private_dir(dir_path)

@@ -34,7 +34,8 @@ from typing import Any
 from mastercontrol.config.model import CentralSettings
 
 MAX_MESSAGE = 128 * 1024  # under net.core.wmem_default (212992): a datagram must fit whole
-LINK_TIMEOUT = 1.0  # seconds a worker's heartbeat may wait for room on a full link
+LINK_TIMEOUT = 2.0  # seconds a worker's heartbeat may wait for room on a full link
+LINK_BUFFER = 4 * 1024 * 1024  # asked for; the kernel caps it (net.core.wmem_max x 2)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,11 @@ class WorkerCounts:
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
-    """(the central's end, the worker's end)."""
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    """(the central's end, the worker's end). The worker's send buffer is as large as the
+    kernel allows: it is what absorbs a central busy for a moment (a long flush)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_BUFFER)
+    return mine, theirs
 
 
 def encode(message: tuple[Any, ...]) -> bytes | None:

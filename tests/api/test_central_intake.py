@@ -295,8 +295,9 @@ def test_a_stalled_central_makes_its_workers_shed_not_hang(central: CentralProce
     os.kill(central.proc.pid, signal.SIGSTOP)  # the central stops reading its links
     try:
         with ThreadPoolExecutor(32) as pool:
-            replies = list(pool.map(lambda k: heartbeat(central.port, k % CLIENTS, workloads=40),
-                                    range(200)))  # fmt: skip
+            # ~140 KB heartbeats (1,000 workloads): a few dozen fill a link's buffer.
+            replies = list(pool.map(lambda k: heartbeat(central.port, k % CLIENTS, workloads=1000),
+                                    range(150)))  # fmt: skip
     finally:
         os.kill(central.proc.pid, signal.SIGCONT)
     statuses = [r.status for r in replies]
