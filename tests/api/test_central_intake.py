@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from mastercontrol.api.intake_forward import PEER, SCHEME, SECRET, open_dir, socket_path
+from mastercontrol.api.intake_link import LINK_BUFFER
 from mastercontrol.api.intake_owner import SOCKET_NAME
 from mastercontrol.config.internal import CENTRAL_API
 from tests.api.service import free_port
@@ -289,15 +290,34 @@ def test_a_clean_stop_flushes_what_the_workers_handed_over(tmp_path: Path) -> No
     assert "did not stop" not in c.output()
 
 
+def _rounds_to_fill_both_links(message_bytes: int = 50_000, per_round: int = 32) -> int:
+    """Rounds of `per_round` heartbeats that fill two links' send buffers (the kernel doubles
+    SO_SNDBUF up to net.core.wmem_max; intake_link.py asks for LINK_BUFFER), at most 200."""
+    try:
+        wmem_max = int(Path("/proc/sys/net/core/wmem_max").read_text())
+    except (OSError, ValueError):
+        wmem_max = LINK_BUFFER
+    per_link = 2 * min(wmem_max, LINK_BUFFER) // message_bytes + 1
+    return min(200, (2 * per_link) // per_round + 2)
+
+
 def test_a_stalled_central_makes_its_workers_shed_not_hang(central: CentralProcess) -> None:
     assert central.proc is not None
     assert heartbeat(central.port, 0).status == 200
     os.kill(central.proc.pid, signal.SIGSTOP)  # the central stops reading its links
     try:
+        replies: list[Reply] = []
         with ThreadPoolExecutor(32) as pool:
-            # ~140 KB heartbeats (1,000 workloads): a few dozen fill a link's buffer.
-            replies = list(pool.map(lambda k: heartbeat(central.port, k % CLIENTS, workloads=1000),
-                                    range(150)))  # fmt: skip
+            # ~140 KB heartbeats (1,000 workloads, ~55 KB on the link), 32 at a time until one
+            # is shed. A link's send buffer (2 x net.core.wmem_max: 8 MiB here) holds ~146 of
+            # them, and the kernel may give most connections to one worker or spread them
+            # evenly: enough rounds to fill both links, and a bound.
+            for _ in range(_rounds_to_fill_both_links()):
+                replies += pool.map(
+                    lambda k: heartbeat(central.port, k % CLIENTS, workloads=1000), range(32)
+                )
+                if any(r.status == 503 for r in replies):
+                    break
     finally:
         os.kill(central.proc.pid, signal.SIGCONT)
     statuses = [r.status for r in replies]
