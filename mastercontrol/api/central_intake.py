@@ -49,8 +49,8 @@ import waitress.server
 from mastercontrol.api.central_heartbeat import Busy, with_fast_path
 from mastercontrol.api.central_service import (
     CENTRAL_TUNING,
+    InventoryWatch,
     central_shedder,
-    file_stamp,
     load_roster,
 )
 from mastercontrol.api.intake_forward import FORWARD_MARGIN, Forward, open_dir
@@ -135,8 +135,7 @@ class Watch(threading.Thread):
         self.hello = hello
         self.link = link
         self.roster = roster
-        self.reload_requested = threading.Event()
-        self._stamp = file_stamp(Path(hello.inventory))
+        self.inventory_watch = InventoryWatch(Path(hello.inventory))
 
     def run(self) -> None:
         while True:
@@ -145,10 +144,7 @@ class Watch(threading.Thread):
                 self.link.report()
             except OSError:
                 return  # the link is gone: Link.read stops the worker
-            stamp = file_stamp(Path(self.hello.inventory))
-            if self.reload_requested.is_set() or stamp != self._stamp:
-                self.reload_requested.clear()
-                self._stamp = stamp
+            if self.inventory_watch.due():
                 self.roster, _ = load_roster(
                     Path(self.hello.inventory),
                     self.hello.operator_token,
@@ -197,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = Watch(hello, link, roster)
 
     def _hup(signum: int, _frame: FrameType | None) -> None:
-        watch.reload_requested.set()
+        watch.inventory_watch.requested.set()
 
     signal.signal(signal.SIGHUP, _hup)
     listen = socket.socket(fileno=args.listen_fd)

@@ -162,8 +162,7 @@ class Flusher(threading.Thread):
         self.settings = settings
         self.inventory = inventory
         self.stopping = threading.Event()
-        self.reload_requested = threading.Event()
-        self._inventory_stamp = file_stamp(inventory)
+        self.inventory_watch = InventoryWatch(inventory)
         self._next_prune = 0.0
 
     def run(self) -> None:
@@ -171,10 +170,7 @@ class Flusher(threading.Thread):
             self.tick()
 
     def tick(self) -> None:
-        stamp = file_stamp(self.inventory)
-        if self.reload_requested.is_set() or stamp != self._inventory_stamp:
-            self.reload_requested.clear()
-            self._inventory_stamp = stamp
+        if self.inventory_watch.due():
             self.reload_inventory()
         try:
             stats = self.central.coalescer.flush()
@@ -202,7 +198,26 @@ class Flusher(threading.Thread):
         log.info("inventory loaded: %d clients", len(entries))
 
 
-def file_stamp(path: Path) -> tuple[int, int] | None:
+class InventoryWatch:
+    """Whether inventory.yaml is due to be read again: it changed (mtime or size) since the last
+    look, or a reload was asked for (`requested`, set on SIGHUP). Used by the central's flush
+    thread and by each intake worker (api/central_intake.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.requested = threading.Event()
+        self._stamp = _file_stamp(path)
+
+    def due(self) -> bool:
+        stamp = _file_stamp(self.path)
+        if not self.requested.is_set() and stamp == self._stamp:
+            return False
+        self.requested.clear()
+        self._stamp = stamp
+        return True
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
     except OSError:
@@ -269,7 +284,7 @@ def main(
         server, _ = central_server(central, settings)
 
     def _hup(signum: int, _frame: FrameType | None) -> None:
-        flusher.reload_requested.set()
+        flusher.inventory_watch.requested.set()
         if workers is not None:
             workers.reload_requested.set()
 
